@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Launcher: Node >= 22.18 runs the TypeScript sources directly (type stripping).
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `ktrail needs Node.js >= 22.18 (found ${process.version}). On an older system Node run: . scripts/toolchain.sh\n`,
+  );
+  process.exit(1);
+}
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'ExperimentalWarning' && /type stripping/i.test(w.message)) return;
+  process.stderr.write(`${w.name}: ${w.message}\n`);
+});
+const { main } = await import('../src/cli/main.ts');
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,176 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from '../config/load.ts';
+import { errorMessage, KtrailError } from '../errors.ts';
+import { Agent } from '../pipeline/agent.ts';
+import { createLogger } from '../telemetry/logger.ts';
+import { createMetrics, enableProcessMetrics } from '../telemetry/metrics.ts';
+import { TelemetryServer } from '../telemetry/server.ts';
+import { VERSION } from '../version.ts';
+import { maskSecrets } from './mask.ts';
+import { formatStatus, readStatus } from './status.ts';
+import { startProgress } from './progress.ts';
+
+const HELP = `ktrail ${VERSION} — ships Kubernetes audit logs and events, nothing lost, nothing duplicated.
+
+Usage:
+  ktrail run -c FILE            run the agent with the config FILE
+  ktrail check -c FILE          validate FILE, print the resolved config (secrets masked)
+  ktrail status --state-dir DIR checkpoints, spool, output lag and dead letters (also while running)
+  ktrail --version | --help
+
+Options:
+  -c, --config FILE     config file (YAML)
+      --state-dir DIR   the agent's service.state_dir (status)
+      --json            status/check: print JSON
+
+Exit codes: 0 ok, 1 runtime error, 2 invalid config or usage.
+Docs: docs/configuration.md, docs/metrics.md, docs/architecture.md`;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'state-dir': { type: 'string' },
+        json: { type: 'boolean', default: false },
+        version: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`ktrail: ${errorMessage(err)}\n\n${HELP}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`ktrail ${VERSION}\n`);
+    return 0;
+  }
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  switch (command) {
+    case 'check':
+      return check(values.config, values.json === true);
+    case 'run':
+      return run(values.config);
+    case 'status':
+      return status(values['state-dir'], values.config, values.json === true);
+    default:
+      process.stderr.write(`ktrail: unknown command "${command}"\n\n${HELP}\n`);
+      return 2;
+  }
+}
+
+function needConfig(file: string | undefined): file is string {
+  if (file) return true;
+  process.stderr.write('ktrail: -c FILE is required (the YAML config; see docs/configuration.md)\n');
+  return false;
+}
+
+function check(file: string | undefined, json: boolean): number {
+  if (!needConfig(file)) return 2;
+  try {
+    const cfg = loadConfigFile(file);
+    const resolved = {
+      service: cfg.service,
+      spool: cfg.spool,
+      inputs: Object.fromEntries(cfg.inputs.map((c) => [c.name, c.config])),
+      processors: Object.fromEntries(cfg.processors.map((c) => [c.name, c.config])),
+      outputs: Object.fromEntries(cfg.outputs.map((c) => [c.name, c.config])),
+    };
+    const masked = maskSecrets(resolved);
+    if (json) process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
+    else {
+      process.stdout.write(`${file}: valid (${cfg.inputs.length} inputs, ${cfg.processors.length} processors, ${cfg.outputs.length} outputs)\n`);
+      process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
+    }
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return err instanceof ConfigError || (err instanceof KtrailError && err.code.startsWith('KTRAIL_ERR_CONFIG')) ? 2 : 1;
+  }
+}
+
+function status(stateDir: string | undefined, file: string | undefined, json: boolean): number {
+  let dir = stateDir;
+  if (!dir && file) {
+    try {
+      dir = loadConfigFile(file).service.state_dir;
+    } catch (err) {
+      process.stderr.write(`${errorMessage(err)}\n`);
+      return 2;
+    }
+  }
+  if (!dir) {
+    process.stderr.write('ktrail: status needs --state-dir DIR (or -c FILE to read service.state_dir from)\n');
+    return 2;
+  }
+  try {
+    const report = readStatus(dir);
+    process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`ktrail: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}
+
+async function run(file: string | undefined): Promise<number> {
+  if (!needConfig(file)) return 2;
+  let cfg;
+  try {
+    cfg = loadConfigFile(file);
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return 2;
+  }
+  const log = createLogger(cfg.service.log_level);
+  const metrics = createMetrics();
+  enableProcessMetrics(metrics);
+  metrics.buildInfo.set({ version: VERSION, nodejs: process.version }, 1);
+  const agent = new Agent(cfg, { log, metrics });
+
+  let stopRequested: ((signal: string) => void) | undefined;
+  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal: sig }, 'second signal: exiting now; the spool keeps what was not delivered');
+      process.exit(130);
+    }
+    stopRequested?.(sig);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  let server: TelemetryServer | undefined;
+  let progress: { stop(): void } | undefined;
+  try {
+    await agent.start();
+    if (cfg.service.metrics.enabled) {
+      server = new TelemetryServer({ listen: cfg.service.metrics.listen, registry: metrics.registry, readiness: () => agent.readiness() });
+      const addr = await server.listen();
+      log.info({ address: `${addr.address}:${addr.port}` }, 'metrics and health endpoints listening');
+    }
+    if (cfg.service.progress) progress = startProgress(metrics, agent);
+    const sig = await stopped;
+    log.info({ signal: sig, shutdownTimeoutMs: cfg.service.shutdown_timeout }, 'stopping');
+    progress?.stop();
+    await agent.stop();
+    await server?.close();
+    return 0;
+  } catch (err) {
+    log.fatal({ err: errorMessage(err), code: (err as KtrailError).code }, 'ktrail failed');
+    progress?.stop();
+    await agent.stop().catch(() => undefined);
+    await server?.close();
+    return 1;
+  }
+}

@@ -1,0 +1,121 @@
+import type { z } from 'zod';
+
+/**
+ * Turns zod issues into what an operator needs: what is wrong at that key and
+ * how to fix it, with a "did you mean" for misspelt keys.
+ */
+
+export function closestKey(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDist = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDist) {
+      bestDist = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestDist <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+interface ZodDefLike {
+  type?: string;
+  shape?: Record<string, z.ZodType>;
+  innerType?: z.ZodType;
+  element?: z.ZodType;
+  valueType?: z.ZodType;
+  in?: z.ZodType;
+  options?: z.ZodType[];
+}
+
+function defOf(schema: unknown): ZodDefLike | undefined {
+  return (schema as { _zod?: { def?: ZodDefLike } })?._zod?.def;
+}
+
+/** The object keys a schema accepts at `path` (best effort, for suggestions). */
+export function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let cur: unknown = schema;
+  const unwrap = (s: unknown): unknown => {
+    for (let i = 0; i < 10; i++) {
+      const d = defOf(s);
+      if (!d) return s;
+      if (d.innerType) s = d.innerType;
+      else if (d.type === 'pipe' && d.in) s = d.in;
+      else if (d.type === 'union' && d.options) s = d.options.find((o) => defOf(o)?.type === 'object') ?? s;
+      else return s;
+      if (defOf(s)?.type === 'object') return s;
+    }
+    return s;
+  };
+  for (const seg of [...path, null]) {
+    cur = unwrap(cur);
+    const d = defOf(cur);
+    if (seg === null) return d?.shape ? Object.keys(d.shape) : [];
+    if (d?.shape && typeof seg === 'string') cur = d.shape[seg];
+    else if (d?.element && typeof seg === 'number') cur = d.element;
+    else if (d?.valueType) cur = d.valueType;
+    else return [];
+  }
+  return [];
+}
+
+export function describeIssue(
+  issue: z.core.$ZodIssue,
+  schema: z.ZodType,
+  path: readonly PropertyKey[],
+  unknownKey?: string,
+): { message: string; fix?: string } {
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const known = keysAt(schema, path);
+      const guess = unknownKey ? closestKey(unknownKey, known) : undefined;
+      return {
+        message: `unknown key "${unknownKey}"`,
+        fix: guess ? `did you mean "${guess}"?` : known.length ? `remove it; known keys here: ${known.join(', ')}` : 'remove it',
+      };
+    }
+    case 'invalid_type': {
+      const received = (issue as { input?: unknown }).input;
+      if (received === undefined) return { message: `required key is missing (expected ${issue.expected})`, fix: `add it` };
+      return { message: `expected ${issue.expected}, got ${describe(received)}`, fix: `write a ${issue.expected} here` };
+    }
+    case 'invalid_value':
+      return {
+        message: `${describe((issue as { input?: unknown }).input)} is not allowed`,
+        fix: `use one of: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`,
+      };
+    case 'invalid_union': {
+      return { message: issue.message, fix: 'check the documented forms of this key in docs/configuration.md' };
+    }
+    case 'too_small':
+      return { message: issue.message, fix: `use at least ${String(issue.minimum)}` };
+    case 'too_big':
+      return { message: issue.message, fix: `use at most ${String(issue.maximum)}` };
+    case 'invalid_format':
+      return { message: issue.message, fix: issue.format === 'regex' ? 'match the documented format' : `write a valid ${issue.format}` };
+    default:
+      return { message: issue.message };
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `"${v}"`;
+  return `${typeof v} ${String(v)}`;
+}

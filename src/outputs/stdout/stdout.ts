@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import type { OutboundRequest, Output, OutputPlugin, SendOutcome } from '../../plugin.ts';
+
+/** Writes records as NDJSON to standard output, for local runs and debugging. */
+const schema = z.strictObject({});
+
+class StdoutOutput implements Output {
+  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    let text = '';
+    for (const r of request.records) text += `${r.json}\n`;
+    if (signal.aborted) return { kind: 'retryable', reason: 'aborted' };
+    await new Promise<void>((resolve, reject) => {
+      process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
+    });
+    return { kind: 'ok' };
+  }
+}
+
+export const stdoutOutput: OutputPlugin<typeof schema> = {
+  kind: 'output',
+  type: 'stdout',
+  description: 'NDJSON on standard output.',
+  schema,
+  senderDefaults: { flushIntervalMs: 200, maxBatchBytes: 256 * 1024 },
+  create: () => new StdoutOutput(),
+};

@@ -1,0 +1,345 @@
+import type { AgentConfig, ComponentConfig } from '../config/load.ts';
+import { matches } from '../config/load.ts';
+import { errorMessage } from '../errors.ts';
+import { OutputRunner, type SenderConfig } from '../outputs/sender.ts';
+import type {
+  ComponentContext,
+  EmitBatch,
+  EmitResult,
+  Input,
+  InputContext,
+  InputPlugin,
+  Output,
+  OutputPlugin,
+  Processor,
+  ProcessorPlugin,
+  StateAccess,
+} from '../plugin.ts';
+import { Spool } from '../spool/spool.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Gauge } from 'prom-client';
+import { ComponentTelemetry, onCollect, type ComponentKind, type Metrics } from '../telemetry/metrics.ts';
+import type { LogRecord, SpooledRecord } from './record.ts';
+
+/**
+ * The pipeline: inputs → processors → spool → one runner per output.
+ *
+ * Start order: spool, outputs, processors, inputs (so nothing is read before
+ * it can be stored). Stop order: inputs (their last emit commits), processors,
+ * outputs drain until the deadline, spool closes. Whatever is not delivered by
+ * the deadline stays in the spool for the next start.
+ */
+
+const DEFAULT_SENDER: SenderConfig = {
+  maxBatchBytes: 1024 * 1024,
+  maxBatchRecords: 10_000,
+  flushIntervalMs: 1000,
+  concurrency: 1,
+  requestTimeoutMs: 30_000,
+  initialBackoffMs: 500,
+  maxBackoffMs: 60_000,
+  maxElapsedMs: undefined,
+};
+
+interface RunningInput {
+  name: string;
+  input: Input;
+  abort: AbortController;
+}
+
+interface RunningProcessor {
+  name: string;
+  match: string[];
+  processor: Processor;
+  telemetry: ComponentTelemetry;
+}
+
+interface RunningOutput {
+  name: string;
+  output: Output;
+  runner: OutputRunner;
+}
+
+export interface AgentOptions {
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class Agent {
+  readonly config: AgentConfig;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  #spool: Spool | undefined;
+  #inputs: RunningInput[] = [];
+  #processors: RunningProcessor[] = [];
+  #outputs: RunningOutput[] = [];
+  #started = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(config: AgentConfig, opts: AgentOptions) {
+    this.config = config;
+    this.#log = opts.log;
+    this.#metrics = opts.metrics;
+  }
+
+  get spool(): Spool {
+    if (!this.#spool) throw new Error('agent not started');
+    return this.#spool;
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    const { config } = this;
+    const spool = new Spool({ stateDir: config.service.state_dir, maxBytes: config.spool.max_bytes });
+    this.#spool = spool;
+    this.#registerSpoolMetrics(spool);
+    const removed = spool.forgetOutputsExcept(config.outputs.map((o) => o.name));
+    for (const [output, n] of removed) {
+      this.#log.warn({ output, batches: n }, 'output no longer configured; its undelivered batches were released from the spool');
+    }
+    const state: StateAccess = { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) };
+
+    for (const oc of config.outputs) {
+      const ctx = { ...this.#context('output', oc), state };
+      const output = oc.plugin.create(oc.config, ctx);
+      await output.start?.();
+      const runner = new OutputRunner({
+        name: oc.name,
+        output,
+        spool,
+        config: senderConfig(oc),
+        metrics: this.#metrics,
+        telemetry: ctx.telemetry,
+        log: ctx.log,
+      });
+      this.#outputs.push({ name: oc.name, output, runner });
+    }
+    for (const pc of config.processors) {
+      const ctx = this.#context('processor', pc);
+      const processor = pc.plugin.create(pc.config, ctx);
+      await processor.start?.();
+      this.#processors.push({ name: pc.name, match: pc.match, processor, telemetry: ctx.telemetry });
+    }
+    for (const o of this.#outputs) o.runner.start();
+    for (const ic of config.inputs) {
+      const abort = new AbortController();
+      const base = this.#context('input', ic);
+      const routes = config.outputs.filter((o) => matches(o.match, ic.name)).map((o) => o.name);
+      const processors = this.#processors.filter((p) => matches(p.match, ic.name));
+      const ctx: InputContext = {
+        ...base,
+        state,
+        signal: abort.signal,
+        emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal),
+      };
+      const input = ic.plugin.create(ic.config, ctx);
+      this.#inputs.push({ name: ic.name, input, abort });
+      await input.start();
+    }
+    this.#log.info(
+      { inputs: this.#inputs.map((i) => i.name), processors: this.#processors.map((p) => p.name), outputs: this.#outputs.map((o) => o.name) },
+      'ktrail started',
+    );
+  }
+
+  async #emit(
+    input: string,
+    routes: string[],
+    processors: RunningProcessor[],
+    ctx: ComponentContext,
+    batch: EmitBatch,
+    signal: AbortSignal,
+  ): Promise<EmitResult> {
+    const spool = this.spool;
+    let records: LogRecord[] = batch.records;
+    const deadLetters = (batch.deadLetters ?? []).map((d) => ({ component: input, input, recordId: d.recordId, reason: d.reason, data: d.data }));
+    for (const p of processors) {
+      if (records.length === 0) break;
+      const before = records.length;
+      try {
+        p.telemetry.received(before);
+        records = await p.processor.process(records);
+        p.telemetry.sent(records.length);
+      } catch (err) {
+        // A processor must not throw; if one does, the records are kept in the
+        // dead-letter table (not shipped half-processed, e.g. unredacted).
+        const reason = `processor ${p.name} failed: ${errorMessage(err)}`;
+        p.telemetry.error('exception');
+        this.#log.error({ processor: p.name, err: errorMessage(err), records: records.length }, 'processor failed; records dead-lettered');
+        for (const r of records) deadLetters.push({ component: p.name, input, recordId: r.id, reason, data: r.encode() });
+        this.#metrics.deadLetters.inc({ component_id: p.name, reason: 'processor_error' }, records.length);
+        records = [];
+      }
+    }
+    const encoded: SpooledRecord[] = new Array(records.length);
+    let bytes = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      const json = r.encode();
+      bytes += json.length + r.id.length + 16;
+      encoded[i] = { id: r.id, timeMs: r.timeMs, input, json };
+    }
+    const dropWhenFull = this.config.spool.when_full === 'drop_newest';
+    if (!dropWhenFull && encoded.length > 0 && spool.isFull(bytes)) {
+      this.#metrics.spoolFullWaits.inc({ input });
+      const t0 = performance.now();
+      // On shutdown the wait ends early and the batch is stored anyway: going
+      // one batch over the limit is better than re-reading or losing it.
+      await spool.waitForSpace(bytes, signal);
+      this.#metrics.spoolBlockedSeconds.inc({ input }, (performance.now() - t0) / 1000);
+    }
+    const t0 = performance.now();
+    const result = spool.append({ input, records: encoded, routes, deadLetters, checkpoint: batch.checkpoint, dropWhenFull });
+    this.#metrics.spoolCommitSeconds.observe((performance.now() - t0) / 1000);
+    this.#metrics.spoolCommits.inc({ input });
+    const committed = result.batchId !== undefined ? encoded.length : 0;
+    ctx.telemetry.sent(committed, result.bytes);
+    if (result.dropped > 0) {
+      ctx.telemetry.discarded('spool_full', result.dropped);
+      this.#log.warn({ input, dropped: result.dropped, sampleId: encoded[0]?.id }, 'spool full: newest records dropped (when_full: drop_newest)');
+    }
+    const inputDl = batch.deadLetters?.length ?? 0;
+    if (inputDl > 0) {
+      const byReason = new Map<string, number>();
+      for (const d of batch.deadLetters!) {
+        const label = d.reason.split(/[:\s]/, 1)[0]!.slice(0, 40);
+        byReason.set(label, (byReason.get(label) ?? 0) + 1);
+      }
+      for (const [reason, n] of byReason) this.#metrics.deadLetters.inc({ component_id: input, reason }, n);
+    }
+    return { committed, droppedFull: result.dropped };
+  }
+
+  #context(kind: ComponentKind, c: ComponentConfig<InputPlugin | ProcessorPlugin | OutputPlugin>): ComponentContext {
+    return {
+      name: c.name,
+      log: this.#log.child({ component_kind: kind, component_id: c.name, component_type: c.plugin.type }),
+      telemetry: new ComponentTelemetry(this.#metrics, kind, c.name, c.plugin.type),
+      metrics: this.#metrics,
+      nodeName: this.config.service.node_name,
+      stateDir: this.config.service.state_dir,
+    };
+  }
+
+  #registerSpoolMetrics(spool: Spool): void {
+    const m = this.#metrics;
+    m.spoolMaxBytes.set(spool.maxBytes);
+    // Gauges read the spool when scraped: no second copy of the numbers to keep in sync.
+    onCollect(m.spoolBytes, () => m.spoolBytes.set(spool.bytes));
+    onCollect(m.spoolBatches, () => m.spoolBatches.set(spool.batches));
+    onCollect(m.spoolRecords, () => m.spoolRecords.set(spool.records));
+    onCollect(m.deadLetterRows, () => {
+      try {
+        const row = spool.db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number };
+        m.deadLetterRows.set(row.n);
+      } catch {
+        /* closed */
+      }
+    });
+    const outputs = this.config.outputs.map((o) => o.name);
+    const refresh = () => {
+      for (const output of outputs) {
+        try {
+          const b = spool.backlog(output);
+          m.outputLagRecords.set({ output }, b.pendingRecords);
+          m.outputLagBytes.set({ output }, b.pendingBytes);
+          m.outputOldestPendingSeconds.set({ output }, b.oldestCreatedMs ? (Date.now() - b.oldestCreatedMs) / 1000 : 0);
+        } catch {
+          /* spool closed during shutdown */
+        }
+      }
+    };
+    onCollect(m.outputLagRecords as Gauge<string>, refresh);
+  }
+
+  /** Liveness: the process and its event loop are alive (the HTTP server answers). */
+  live(): boolean {
+    return true;
+  }
+
+  /** Readiness: inputs healthy, spool writable, no output stalled beyond the threshold. */
+  readiness(): { ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> } {
+    const checks: Record<string, { ok: boolean; detail?: string }> = {};
+    if (!this.#spool || this.#stopping) {
+      checks.agent = { ok: false, detail: this.#stopping ? 'stopping' : 'starting' };
+      return { ready: false, checks };
+    }
+    try {
+      this.#spool.db.prepare('SELECT 1').get();
+      checks.spool = { ok: true };
+    } catch (err) {
+      checks.spool = { ok: false, detail: errorMessage(err) };
+    }
+    for (const i of this.#inputs) {
+      const h = i.input.health?.() ?? { ok: true };
+      checks[`input:${i.name}`] = h;
+    }
+    for (const o of this.#outputs) {
+      const stalled = o.runner.stalledForMs();
+      const limit = this.config.service.output_stall_timeout;
+      checks[`output:${o.name}`] =
+        stalled > limit ? { ok: false, detail: `no progress for ${Math.round(stalled / 1000)} s with data pending` } : { ok: true };
+    }
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  /** Graceful stop; idempotent, safe before start. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stopInOrder();
+    return this.#stopping;
+  }
+
+  async #stopInOrder(): Promise<void> {
+    const deadline = Date.now() + this.config.service.shutdown_timeout;
+    for (const i of this.#inputs) i.abort.abort();
+    await Promise.allSettled(
+      this.#inputs.map(async (i) => {
+        try {
+          await i.input.stop();
+        } catch (err) {
+          this.#log.error({ input: i.name, err: errorMessage(err) }, 'input stop failed');
+        }
+      }),
+    );
+    for (const p of this.#processors) {
+      try {
+        await p.processor.stop?.();
+      } catch (err) {
+        this.#log.error({ processor: p.name, err: errorMessage(err) }, 'processor stop failed');
+      }
+    }
+    const drained = await Promise.all(this.#outputs.map((o) => o.runner.drain(deadline)));
+    for (const o of this.#outputs) {
+      try {
+        await o.output.close?.();
+      } catch (err) {
+        this.#log.error({ output: o.name, err: errorMessage(err) }, 'output close failed');
+      }
+    }
+    const undelivered = this.#outputs.filter((_, i) => !drained[i]).map((o) => o.name);
+    if (undelivered.length > 0) this.#log.warn({ outputs: undelivered }, 'shutdown deadline reached; undelivered records stay in the spool');
+    this.#spool?.close();
+    this.#log.info('ktrail stopped');
+  }
+}
+
+export function senderConfig(oc: ComponentConfig<OutputPlugin>): SenderConfig {
+  const c = oc.config as {
+    batch?: { max_bytes?: number; max_records?: number; flush_interval?: number };
+    retry?: { initial_backoff: number; max_backoff: number; max_elapsed?: number };
+    request_timeout?: number;
+    concurrency?: number;
+  };
+  const d = { ...DEFAULT_SENDER, ...oc.plugin.senderDefaults };
+  return {
+    maxBatchBytes: c.batch?.max_bytes ?? d.maxBatchBytes,
+    maxBatchRecords: c.batch?.max_records ?? d.maxBatchRecords,
+    flushIntervalMs: c.batch?.flush_interval ?? d.flushIntervalMs,
+    concurrency: c.concurrency ?? d.concurrency,
+    requestTimeoutMs: c.request_timeout ?? d.requestTimeoutMs,
+    initialBackoffMs: c.retry?.initial_backoff ?? d.initialBackoffMs,
+    maxBackoffMs: c.retry?.max_backoff ?? d.maxBackoffMs,
+    maxElapsedMs: c.retry?.max_elapsed ?? d.maxElapsedMs,
+  };
+}

@@ -1,0 +1,185 @@
+import type { Database } from 'better-sqlite3';
+import type { z } from 'zod';
+import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
+import type { DeadLetterEntry } from './spool/spool.ts';
+import type { MigrationStep } from './spool/migrations.ts';
+import type { ComponentTelemetry, Metrics } from './telemetry/metrics.ts';
+import type { Logger } from './telemetry/logger.ts';
+
+/**
+ * The plugin contract. A plugin is a definition — `{ kind, type, schema, create }`
+ * — registered statically in `registry.ts`. `schema` is a strict zod object of
+ * the plugin's own keys (the framework adds the common ones: `type`, `match`,
+ * and for outputs `batch`, `retry`, `request_timeout`, `concurrency`);
+ * `create` receives only config that passed validation.
+ *
+ * Lifecycle (every component): `start()` returns once the component is running
+ * (long work continues in the background); `stop()` is idempotent and safe
+ * before `start()`.
+ */
+
+export interface ComponentContext {
+  /** The component's name: its key under inputs/processors/outputs. */
+  name: string;
+  log: Logger;
+  telemetry: ComponentTelemetry;
+  metrics: Metrics;
+  /** service.node_name (the Kubernetes node, for DaemonSet pods). */
+  nodeName: string;
+  stateDir: string;
+}
+
+/** Access to the state database for plugin-owned, versioned tables. */
+export interface StateAccess {
+  db: Database;
+  migrate(owner: string, steps: readonly MigrationStep[]): void;
+}
+
+export interface InputDeadLetter {
+  reason: string;
+  data: string;
+  recordId?: string;
+}
+
+export interface EmitBatch {
+  records: LogRecord[];
+  /** Data the input could not turn into records (oversized, unparsable); stored with the batch. */
+  deadLetters?: InputDeadLetter[];
+  /**
+   * Moves the input's checkpoint. Runs inside the transaction that stores the
+   * records and dead letters above, so checkpoint and data are durable together.
+   */
+  checkpoint?: (db: Database) => void;
+}
+
+export interface EmitResult {
+  /** Records committed to the spool (after processors dropped theirs). */
+  committed: number;
+  /** Records dropped because the spool was full and `when_full: drop_newest`. */
+  droppedFull: number;
+}
+
+export interface InputContext extends ComponentContext {
+  state: StateAccess;
+  /**
+   * Run processors on the records, then commit them with the checkpoint in one
+   * transaction. Resolves after the commit. With `when_full: block` it waits
+   * while the spool is full — an input that awaits `emit` before reading more
+   * is paused by a full spool without any extra code.
+   */
+  emit(batch: EmitBatch): Promise<EmitResult>;
+  /** Aborted when the agent stops. */
+  signal: AbortSignal;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  detail?: string;
+}
+
+export interface Input {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  health?(): HealthReport;
+}
+
+export interface Processor {
+  start?(): Promise<void>;
+  stop?(): Promise<void>;
+  /** Return the records to keep (possibly changed or enriched); never throw for one bad record. */
+  process(records: LogRecord[]): LogRecord[] | Promise<LogRecord[]>;
+}
+
+export interface OutboundRequest {
+  /**
+   * Stable identity of this request: the same on every retry and after a
+   * restart (derived from the output name and spool batch ids). Use it for
+   * idempotent writes (S3 key, Idempotency-Key).
+   */
+  key: string;
+  firstBatchId: number;
+  lastBatchId: number;
+  records: readonly SpooledRecord[];
+  /** 1 on the first try. */
+  attempt: number;
+}
+
+export type ItemFailureKind = 'retryable' | 'permanent';
+
+export interface ItemFailure {
+  /** Index into `request.records`. */
+  index: number;
+  kind: ItemFailureKind;
+  reason: string;
+}
+
+/** What an output reports for one send. */
+export type SendOutcome =
+  | { kind: 'ok' }
+  /** The whole request may succeed later (network, 429, 5xx, timeout). */
+  | { kind: 'retryable'; reason: string; retryAfterMs?: number }
+  /** The whole request will never succeed (4xx): its records go to the dead-letter table. */
+  | { kind: 'permanent'; reason: string }
+  /** Some records failed: retryable ones are resent alone, permanent ones dead-lettered. */
+  | { kind: 'partial'; failures: ItemFailure[]; retryAfterMs?: number }
+  /** The destination refused the size (413): the sender splits the request. */
+  | { kind: 'too_large'; reason: string };
+
+export interface OutputContext extends ComponentContext {
+  state: StateAccess;
+}
+
+export interface Output {
+  start?(): Promise<void>;
+  /** Encode and send. Never throw for a delivery problem: classify it. */
+  send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome>;
+  /** Flush and release resources; called after the last send. */
+  close?(): Promise<void>;
+}
+
+/** Defaults an output may set for the shared sender (e.g. Elasticsearch batches of 5 MiB). */
+export interface SenderDefaults {
+  maxBatchBytes?: number;
+  maxBatchRecords?: number;
+  flushIntervalMs?: number;
+  concurrency?: number;
+  requestTimeoutMs?: number;
+}
+
+// The schemas are zod objects; plugins pass `z.strictObject({...})`.
+// oxlint-disable-next-line typescript/no-explicit-any
+type AnyObjectSchema = z.ZodObject<any>;
+
+export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
+  kind: 'input';
+  type: string;
+  description: string;
+  schema: S;
+  create(config: z.output<S>, ctx: InputContext): Input;
+  /**
+   * Rows for `ktrail status`, read from the plugin's own tables (read-only DB),
+   * for every input of this type; each row names its `input`.
+   */
+  describeState?(db: Database): Array<Record<string, unknown> & { input: string }>;
+}
+
+export interface ProcessorPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
+  kind: 'processor';
+  type: string;
+  description: string;
+  schema: S;
+  create(config: z.output<S>, ctx: ComponentContext): Processor;
+}
+
+export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
+  kind: 'output';
+  type: string;
+  description: string;
+  schema: S;
+  senderDefaults?: SenderDefaults;
+  create(config: z.output<S>, ctx: OutputContext): Output;
+}
+
+export type Plugin = InputPlugin | ProcessorPlugin | OutputPlugin;
+
+export type { DeadLetterEntry };

@@ -1,0 +1,15 @@
+import type { Plugin } from './plugin.ts';
+import { fileOutput } from './outputs/file/file.ts';
+import { stdoutOutput } from './outputs/stdout/stdout.ts';
+
+/**
+ * Every plugin ktrail has, imported explicitly. A `type:` in the config that
+ * is not listed here fails validation with the list of known types.
+ */
+export const plugins: readonly Plugin[] = [
+  // inputs
+  // processors
+  // outputs
+  stdoutOutput,
+  fileOutput,
+] as Plugin[];

@@ -1,0 +1,467 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import { ErrorCode, KtrailError } from '../errors.ts';
+import type { SpooledRecord } from '../pipeline/record.ts';
+import { migrate, type MigrationStep } from './migrations.ts';
+
+/**
+ * The spool: the one durable hand-off between inputs and outputs.
+ *
+ * Invariants kept here (each has a test):
+ * 1. An input's records, its dead letters and its checkpoint are written in ONE
+ *    transaction (`append`). After a crash either all of them are there or none.
+ * 2. A batch carries one delivery row per output it routes to. An output acks by
+ *    deleting its rows; the batch is deleted in the same transaction once no row
+ *    is left. Outputs ack independently and in any order.
+ * 3. The byte total is bounded by `maxBytes`: `append` refuses (block) or drops
+ *    (drop_newest) beyond it; an empty spool always accepts one batch so that a
+ *    batch larger than the limit cannot wedge the agent.
+ */
+
+export const SPOOL_DB_FILE = 'ktrail.db';
+
+export type WhenFull = 'block' | 'drop_newest';
+
+export interface DeadLetterEntry {
+  /** The component that gave up on the data (input or output name). */
+  component: string;
+  /** Output name when an output dead-letters a record. */
+  output?: string;
+  input?: string;
+  recordId?: string;
+  batchId?: number;
+  reason: string;
+  data: string;
+}
+
+export interface AppendRequest {
+  input: string;
+  records: readonly SpooledRecord[];
+  /** Outputs this batch must be delivered to. */
+  routes: readonly string[];
+  deadLetters?: readonly DeadLetterEntry[];
+  /** Runs inside the same transaction: move the input's checkpoint here. */
+  checkpoint?: (db: Database) => void;
+  /** drop_newest: drop the records when full but still commit checkpoint and dead letters. */
+  dropWhenFull?: boolean;
+}
+
+export interface AppendResult {
+  batchId: number | undefined;
+  dropped: number;
+  bytes: number;
+}
+
+export interface BatchRef {
+  id: number;
+  input: string;
+  createdMs: number;
+  recordCount: number;
+  bytes: number;
+}
+
+export interface OutputBacklog {
+  pendingBatches: number;
+  pendingRecords: number;
+  pendingBytes: number;
+  oldestCreatedMs: number | undefined;
+  /** Highest batch id below which everything routed to the output is acked. */
+  watermark: number;
+}
+
+const SPOOL_MIGRATIONS: MigrationStep[] = [
+  `CREATE TABLE spool_batches (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     input TEXT NOT NULL,
+     created_ms INTEGER NOT NULL,
+     record_count INTEGER NOT NULL,
+     bytes INTEGER NOT NULL,
+     data TEXT NOT NULL
+   );
+   CREATE TABLE spool_deliveries (
+     output TEXT NOT NULL,
+     batch_id INTEGER NOT NULL,
+     PRIMARY KEY (output, batch_id)
+   ) WITHOUT ROWID;
+   CREATE INDEX spool_deliveries_batch ON spool_deliveries (batch_id);
+   CREATE TABLE output_requests (
+     output TEXT NOT NULL,
+     first_batch INTEGER NOT NULL,
+     last_batch INTEGER NOT NULL,
+     created_ms INTEGER NOT NULL,
+     PRIMARY KEY (output, first_batch)
+   ) WITHOUT ROWID;
+   CREATE TABLE dead_letters (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     time_ms INTEGER NOT NULL,
+     component TEXT NOT NULL,
+     output TEXT,
+     input TEXT,
+     record_id TEXT,
+     batch_id INTEGER,
+     reason TEXT NOT NULL,
+     data TEXT NOT NULL
+   );
+   CREATE TABLE input_checkpoints (
+     input TEXT NOT NULL,
+     key TEXT NOT NULL,
+     value TEXT NOT NULL,
+     updated_ms INTEGER NOT NULL,
+     PRIMARY KEY (input, key)
+   ) WITHOUT ROWID;`,
+];
+
+/** Spool framing: one line per record, `id \t timeMs \t json \n`. */
+export function encodeBatch(records: readonly SpooledRecord[]): string {
+  let out = '';
+  for (const r of records) {
+    const id = /[\t\n\r]/.test(r.id) ? r.id.replace(/[\t\n\r]/g, ' ') : r.id;
+    out += `${id}\t${r.timeMs}\t${r.json}\n`;
+  }
+  return out;
+}
+
+export function decodeBatch(input: string, data: string): SpooledRecord[] {
+  const out: SpooledRecord[] = [];
+  let start = 0;
+  while (start < data.length) {
+    let end = data.indexOf('\n', start);
+    if (end === -1) end = data.length;
+    const t1 = data.indexOf('\t', start);
+    const t2 = data.indexOf('\t', t1 + 1);
+    out.push({
+      id: data.slice(start, t1),
+      timeMs: Number(data.slice(t1 + 1, t2)),
+      input,
+      json: data.slice(t2 + 1, end),
+    });
+    start = end + 1;
+  }
+  return out;
+}
+
+export interface SpoolOptions {
+  stateDir: string;
+  maxBytes: number;
+  /** Open read-only (status command while the agent runs). */
+  readonly?: boolean;
+}
+
+export class Spool {
+  readonly db: Database;
+  readonly maxBytes: number;
+  #bytes = 0;
+  #batches = 0;
+  #records = 0;
+  #closed = false;
+  #spaceWaiters: Array<() => void> = [];
+  #ackListeners = new Set<() => void>();
+  #appendListeners = new Set<() => void>();
+  #stmt!: {
+    insertBatch: Statement;
+    insertDelivery: Statement;
+    insertDeadLetter: Statement;
+    deleteDelivery: Statement;
+    remainingDeliveries: Statement;
+    deleteBatch: Statement;
+    pending: Statement;
+    readBatch: Statement;
+    insertRequest: Statement;
+    deleteRequest: Statement;
+    listRequests: Statement;
+  };
+
+  constructor(opts: SpoolOptions) {
+    this.maxBytes = opts.maxBytes;
+    const file = path.join(opts.stateDir, SPOOL_DB_FILE);
+    if (opts.readonly) {
+      if (!fs.existsSync(file)) {
+        throw new KtrailError(ErrorCode.STATE_DIR, `no ktrail state database at ${file}; is --state-dir the agent's service.state_dir?`);
+      }
+      this.db = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+      this.db.pragma('busy_timeout = 5000');
+      return;
+    }
+    try {
+      fs.mkdirSync(opts.stateDir, { recursive: true });
+    } catch (err) {
+      throw new KtrailError(ErrorCode.STATE_DIR, `cannot create state directory ${opts.stateDir}: ${(err as Error).message}`, { cause: err });
+    }
+    this.db = new BetterSqlite3(file);
+    // WAL: readers (status, outputs) never block the writer. NORMAL: a commit is
+    // durable against a process crash (SIGKILL); only an OS crash or power loss
+    // can roll back the last transactions, and then checkpoints roll back with
+    // their records, so the invariant holds.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = OFF');
+    migrate(this.db, 'spool', SPOOL_MIGRATIONS);
+    this.#prepare();
+    const totals = this.db
+      .prepare('SELECT count(*) AS batches, coalesce(sum(bytes), 0) AS bytes, coalesce(sum(record_count), 0) AS records FROM spool_batches')
+      .get() as { batches: number; bytes: number; records: number };
+    this.#bytes = totals.bytes;
+    this.#batches = totals.batches;
+    this.#records = totals.records;
+  }
+
+  #prepare(): void {
+    const db = this.db;
+    this.#stmt = {
+      insertBatch: db.prepare('INSERT INTO spool_batches (input, created_ms, record_count, bytes, data) VALUES (?, ?, ?, ?, ?)'),
+      insertDelivery: db.prepare('INSERT INTO spool_deliveries (output, batch_id) VALUES (?, ?)'),
+      insertDeadLetter: db.prepare(
+        'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      deleteDelivery: db.prepare('DELETE FROM spool_deliveries WHERE output = ? AND batch_id = ?'),
+      remainingDeliveries: db.prepare('SELECT 1 FROM spool_deliveries WHERE batch_id = ? LIMIT 1'),
+      deleteBatch: db.prepare('DELETE FROM spool_batches WHERE id = ? RETURNING bytes, record_count'),
+      pending: db.prepare(
+        `SELECT b.id, b.input, b.created_ms AS createdMs, b.record_count AS recordCount, b.bytes
+         FROM spool_deliveries d JOIN spool_batches b ON b.id = d.batch_id
+         WHERE d.output = ? AND d.batch_id > ? ORDER BY d.batch_id LIMIT ?`,
+      ),
+      readBatch: db.prepare('SELECT input, data FROM spool_batches WHERE id = ?'),
+      insertRequest: db.prepare(
+        'INSERT OR REPLACE INTO output_requests (output, first_batch, last_batch, created_ms) VALUES (?, ?, ?, ?)',
+      ),
+      deleteRequest: db.prepare('DELETE FROM output_requests WHERE output = ? AND first_batch = ?'),
+      listRequests: db.prepare(
+        'SELECT first_batch AS firstBatch, last_batch AS lastBatch FROM output_requests WHERE output = ? ORDER BY first_batch',
+      ),
+    };
+  }
+
+  /** Let a plugin keep its own versioned tables in the same database. */
+  migrate(owner: string, steps: readonly MigrationStep[]): void {
+    migrate(this.db, owner, steps);
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+  get batches(): number {
+    return this.#batches;
+  }
+  get records(): number {
+    return this.#records;
+  }
+
+  /** True when a batch of `bytes` would not fit now. An empty spool always fits one. */
+  isFull(bytes: number): boolean {
+    return this.#batches > 0 && this.#bytes + bytes > this.maxBytes;
+  }
+
+  /** Resolves when `bytes` fits, or when the signal aborts. */
+  async waitForSpace(bytes: number, signal?: AbortSignal): Promise<void> {
+    while (this.isFull(bytes) && !signal?.aborted && !this.#closed) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        this.#spaceWaiters.push(done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /**
+   * One transaction: the batch (unless dropped), one delivery row per route,
+   * the input's dead letters and its checkpoint.
+   */
+  append(req: AppendRequest): AppendResult {
+    this.#assertOpen();
+    const data = req.records.length > 0 ? encodeBatch(req.records) : '';
+    const bytes = Buffer.byteLength(data);
+    const drop = req.records.length > 0 && req.dropWhenFull === true && this.isFull(bytes);
+    const store = req.records.length > 0 && req.routes.length > 0 && !drop;
+    const now = Date.now();
+    let batchId: number | undefined;
+    this.db.transaction(() => {
+      if (store) {
+        batchId = Number(this.#stmt.insertBatch.run(req.input, now, req.records.length, bytes, data).lastInsertRowid);
+        for (const output of req.routes) this.#stmt.insertDelivery.run(output, batchId);
+      }
+      if (req.deadLetters) for (const dl of req.deadLetters) this.#insertDeadLetter(dl, now);
+      req.checkpoint?.(this.db);
+    })();
+    if (store) {
+      this.#bytes += bytes;
+      this.#batches += 1;
+      this.#records += req.records.length;
+      for (const l of this.#appendListeners) l();
+    }
+    return { batchId, dropped: drop ? req.records.length : 0, bytes: store ? bytes : 0 };
+  }
+
+  #insertDeadLetter(dl: DeadLetterEntry, now: number): void {
+    this.#stmt.insertDeadLetter.run(
+      now,
+      dl.component,
+      dl.output ?? null,
+      dl.input ?? null,
+      dl.recordId ?? null,
+      dl.batchId ?? null,
+      dl.reason,
+      dl.data,
+    );
+  }
+
+  /** Dead letters outside an input transaction (e.g. an output giving up). */
+  deadLetter(entries: readonly DeadLetterEntry[]): void {
+    this.#assertOpen();
+    const now = Date.now();
+    this.db.transaction(() => {
+      for (const dl of entries) this.#insertDeadLetter(dl, now);
+    })();
+  }
+
+  /** Batches routed to `output` with id > `afterId`, oldest first. */
+  pending(output: string, afterId: number, limit: number): BatchRef[] {
+    this.#assertOpen();
+    return this.#stmt.pending.all(output, afterId, limit) as BatchRef[];
+  }
+
+  readBatch(id: number): SpooledRecord[] {
+    this.#assertOpen();
+    const row = this.#stmt.readBatch.get(id) as { input: string; data: string } | undefined;
+    if (!row) return [];
+    return decodeBatch(row.input, row.data);
+  }
+
+  /**
+   * An output acknowledges batches (delivered or dead-lettered). In one
+   * transaction: its delivery rows go, batches no output still needs go, its
+   * request journal entry goes, dead letters are written.
+   */
+  ack(output: string, batchIds: readonly number[], opts: { deadLetters?: readonly DeadLetterEntry[]; requestFirstBatch?: number } = {}): void {
+    this.#assertOpen();
+    let freedBytes = 0;
+    let freedBatches = 0;
+    let freedRecords = 0;
+    const now = Date.now();
+    this.db.transaction(() => {
+      for (const id of batchIds) {
+        this.#stmt.deleteDelivery.run(output, id);
+        if (this.#stmt.remainingDeliveries.get(id) === undefined) {
+          const gone = this.#stmt.deleteBatch.get(id) as { bytes: number; record_count: number } | undefined;
+          if (gone) {
+            freedBytes += gone.bytes;
+            freedBatches += 1;
+            freedRecords += gone.record_count;
+          }
+        }
+      }
+      if (opts.deadLetters) for (const dl of opts.deadLetters) this.#insertDeadLetter(dl, now);
+      if (opts.requestFirstBatch !== undefined) this.#stmt.deleteRequest.run(output, opts.requestFirstBatch);
+    })();
+    this.#bytes -= freedBytes;
+    this.#batches -= freedBatches;
+    this.#records -= freedRecords;
+    if (freedBatches > 0) this.#wakeSpaceWaiters();
+    for (const l of this.#ackListeners) l();
+  }
+
+  /** Journal the composition of a request before its first send, so a restart resends the same group. */
+  journalRequest(output: string, firstBatch: number, lastBatch: number): void {
+    this.#assertOpen();
+    this.#stmt.insertRequest.run(output, firstBatch, lastBatch, Date.now());
+  }
+
+  journaledRequests(output: string): Array<{ firstBatch: number; lastBatch: number }> {
+    this.#assertOpen();
+    return this.#stmt.listRequests.all(output) as Array<{ firstBatch: number; lastBatch: number }>;
+  }
+
+  dropJournaledRequest(output: string, firstBatch: number): void {
+    this.#stmt.deleteRequest.run(output, firstBatch);
+  }
+
+  backlog(output: string): OutputBacklog {
+    const row = this.db
+      .prepare(
+        `SELECT count(*) AS n, coalesce(sum(b.record_count), 0) AS records, coalesce(sum(b.bytes), 0) AS bytes,
+                min(b.created_ms) AS oldest, min(d.batch_id) AS minId
+         FROM spool_deliveries d JOIN spool_batches b ON b.id = d.batch_id WHERE d.output = ?`,
+      )
+      .get(output) as { n: number; records: number; bytes: number; oldest: number | null; minId: number | null };
+    const maxRow = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'spool_batches'").get() as
+      | { seq: number }
+      | undefined;
+    return {
+      pendingBatches: row.n,
+      pendingRecords: row.records,
+      pendingBytes: row.bytes,
+      oldestCreatedMs: row.oldest ?? undefined,
+      watermark: row.minId !== null ? row.minId - 1 : (maxRow?.seq ?? 0),
+    };
+  }
+
+  /**
+   * Remove delivery rows of outputs no longer configured, so their batches do
+   * not pin the spool forever. Returns how many rows were removed per output.
+   */
+  forgetOutputsExcept(outputs: readonly string[]): Map<string, number> {
+    const known = new Set(outputs);
+    const rows = this.db.prepare('SELECT output, count(*) AS n FROM spool_deliveries GROUP BY output').all() as Array<{
+      output: string;
+      n: number;
+    }>;
+    const removed = new Map<string, number>();
+    for (const { output, n } of rows) {
+      if (known.has(output)) continue;
+      const ids = (this.db.prepare('SELECT batch_id AS id FROM spool_deliveries WHERE output = ?').all(output) as Array<{ id: number }>).map(
+        (r) => r.id,
+      );
+      this.ack(output, ids);
+      this.db.prepare('DELETE FROM output_requests WHERE output = ?').run(output);
+      removed.set(output, n);
+    }
+    return removed;
+  }
+
+  onAck(fn: () => void): () => void {
+    this.#ackListeners.add(fn);
+    return () => this.#ackListeners.delete(fn);
+  }
+
+  onAppend(fn: () => void): () => void {
+    this.#appendListeners.add(fn);
+    return () => this.#appendListeners.delete(fn);
+  }
+
+  #wakeSpaceWaiters(): void {
+    const waiters = this.#spaceWaiters;
+    this.#spaceWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new KtrailError(ErrorCode.SPOOL_CLOSED, 'spool is closed');
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wakeSpaceWaiters();
+    this.db.close();
+  }
+}
+
+/** Generic per-input key/value checkpoints, for inputs that need no table of their own. */
+export function writeCheckpoint(db: Database, input: string, key: string, value: string): void {
+  db.prepare(
+    `INSERT INTO input_checkpoints (input, key, value, updated_ms) VALUES (?, ?, ?, ?)
+     ON CONFLICT(input, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms`,
+  ).run(input, key, value, Date.now());
+}
+
+export function readCheckpoint(db: Database, input: string, key: string): string | undefined {
+  const row = db.prepare('SELECT value FROM input_checkpoints WHERE input = ? AND key = ?').get(input, key) as
+    | { value: string }
+    | undefined;
+  return row?.value;
+}
