@@ -89,7 +89,7 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
   const lineOf = (path: readonly PropertyKey[]): number | undefined => nodeLine(doc, lineCounter, path);
   const raw = interpolate(doc.toJS() ?? {}, env, [], problems, lineOf);
 
-  const top = topLevelSchema.safeParse(raw);
+  const top = topLevelSchema.safeParse(raw, { reportInput: true });
   if (!top.success) pushZodIssues(problems, top.error, [], topLevelSchema, lineOf);
 
   const rawObj = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
@@ -107,7 +107,7 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
   }
   checkRouting(inputs, processors, outputs, problems, lineOf);
 
-  if (problems.length > 0 || !top.success) throw new ConfigError(source, problems);
+  if (problems.length > 0 || !top.success) throw new ConfigError(source, dedupeByPath(problems));
   return { source, service: top.data.service, spool: top.data.spool, inputs, processors, outputs };
 }
 
@@ -151,7 +151,7 @@ function validateSection<P extends Plugin>(
       continue;
     }
     const schema = plugin.schema.extend({ type: z.literal(plugin.type), ...commonShape });
-    const parsed = schema.safeParse(entry);
+    const parsed = schema.safeParse(entry, { reportInput: true });
     if (!parsed.success) {
       pushZodIssues(problems, parsed.error, base, schema, lineOf);
       continue;
@@ -160,6 +160,12 @@ function validateSection<P extends Plugin>(
     out.push({ name, plugin, match: (config.match as string[] | undefined) ?? [], config });
   }
   return out;
+}
+
+/** An unset variable also fails the key's own validation; report the cause only. */
+function dedupeByPath(problems: ConfigProblem[]): ConfigProblem[] {
+  const envPaths = new Set(problems.filter((p) => p.message.startsWith('environment variable')).map((p) => p.path));
+  return problems.filter((p) => !envPaths.has(p.path) || p.message.startsWith('environment variable'));
 }
 
 export function matches(patterns: readonly string[], name: string): boolean {

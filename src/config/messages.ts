@@ -90,8 +90,9 @@ export function describeIssue(
     }
     case 'invalid_type': {
       const received = (issue as { input?: unknown }).input;
-      if (received === undefined) return { message: `required key is missing (expected ${issue.expected})`, fix: `add it` };
-      return { message: `expected ${issue.expected}, got ${describe(received)}`, fix: `write a ${issue.expected} here` };
+      const expected = typeName(issue.expected);
+      if (received === undefined) return { message: `required key is missing (expected ${expected})`, fix: 'add it; see docs/configuration.md' };
+      return { message: `expected ${expected}, got ${describe(received)}`, fix: `write ${expected} here` };
     }
     case 'invalid_value':
       return {
@@ -109,6 +110,25 @@ export function describeIssue(
       return { message: issue.message, fix: issue.format === 'regex' ? 'match the documented format' : `write a valid ${issue.format}` };
     default:
       return { message: issue.message };
+  }
+}
+
+function typeName(t: string): string {
+  switch (t) {
+    case 'object':
+    case 'record':
+      return 'a mapping';
+    case 'array':
+      return 'a list';
+    case 'string':
+      return 'a string';
+    case 'number':
+    case 'int':
+      return 'a number';
+    case 'boolean':
+      return 'true or false';
+    default:
+      return t;
   }
 }
 
