@@ -8,47 +8,58 @@ export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 's
 
 export const serviceSchema = z
   .strictObject({
-    state_dir: z.string().min(1).default('/var/lib/ktrail'),
-    node_name: z.string().default(() => process.env.NODE_NAME || os.hostname()),
-    log_level: z.enum(logLevels).default('info'),
+    state_dir: z.string().min(1).default('/var/lib/ktrail').describe('Directory of the SQLite state database (spool, checkpoints, dead letters). Must survive restarts.'),
+    node_name: z
+      .string()
+      .default(() => process.env.NODE_NAME || os.hostname())
+      .describe('Name of this node, used in S3 keys ({node}) and logs. Default: $NODE_NAME, else the hostname.'),
+    log_level: z.enum(logLevels).default('info').describe('Minimum level of the JSON logs written to stderr.'),
     metrics: z
       .strictObject({
-        enabled: z.boolean().default(true),
+        enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz.'),
         listen: z
           .string()
           .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'write host:port, e.g. 0.0.0.0:9464 or 127.0.0.1:0')
-          .default('0.0.0.0:9464'),
+          .default('0.0.0.0:9464')
+          .describe('host:port of the metrics and health endpoints; port 0 picks a free port.'),
       })
       .prefault({}),
-    shutdown_timeout: duration().default(20_000),
+    shutdown_timeout: duration().default(20_000).describe('On SIGTERM/SIGINT, how long outputs may drain before ktrail exits; keep it below terminationGracePeriodSeconds.'),
     /** /readyz fails when an output has pending data and no success for this long. */
-    output_stall_timeout: duration().default(300_000),
+    output_stall_timeout: duration().default(300_000).describe('/readyz fails when an output has data pending and no progress for this long.'),
     /** Print a one-line progress summary to stderr (local runs). */
-    progress: z.boolean().default(false),
+    progress: z.boolean().default(false).describe('Print a one-line progress summary to stderr (local runs).'),
   })
   .prefault({});
 
 export const spoolSchema = z
   .strictObject({
-    max_bytes: size().default(512 * 1024 * 1024),
-    when_full: z.enum(['block', 'drop_newest']).default('block'),
+    max_bytes: size().default(512 * 1024 * 1024).describe('Upper bound of encoded record bytes held in the spool; memory and disk stay bounded by it.'),
+    when_full: z
+      .enum(['block', 'drop_newest'])
+      .default('block')
+      .describe('block: inputs pause (files wait on disk, watches stop reading); drop_newest: new records are dropped and counted.'),
   })
   .prefault({});
 
-export const matchSchema = z.array(z.string().min(1)).min(1).default(['*']);
+export const matchSchema = z
+  .array(z.string().min(1))
+  .min(1)
+  .default(['*'])
+  .describe('Input names ("*" wildcards allowed) whose records this component takes.');
 
 export const batchSchema = z.strictObject({
-  max_bytes: size().optional(),
-  max_records: z.number().int().positive().optional(),
-  flush_interval: duration().optional(),
+  max_bytes: size().optional().describe('Flush a request at this many encoded bytes (default per output type).'),
+  max_records: z.number().int().positive().optional().describe('Flush a request at this many records (default per output type).'),
+  flush_interval: duration().optional().describe('Send a partial request once its oldest record waited this long (default per output type).'),
 });
 
 export const retrySchema = z
   .strictObject({
-    initial_backoff: duration().default(500),
-    max_backoff: duration().default(60_000),
+    initial_backoff: duration().default(500).describe('Ceiling of the first retry delay; doubles per retry (full jitter).'),
+    max_backoff: duration().default(60_000).describe('Largest retry delay ceiling. Retry-After from the server takes precedence.'),
     /** Give up and dead-letter after this long; unset = retry forever (the default). */
-    max_elapsed: duration().optional(),
+    max_elapsed: duration().optional().describe('Dead-letter records still failing after this long. Unset: retry forever.'),
   })
   .prefault({});
 
@@ -57,8 +68,8 @@ export const outputCommonShape = {
   match: matchSchema,
   batch: batchSchema.prefault({}),
   retry: retrySchema,
-  request_timeout: duration().optional(),
-  concurrency: z.number().int().min(1).max(64).optional(),
+  request_timeout: duration().optional().describe('Abort one send attempt after this long and retry it (default per output type).'),
+  concurrency: z.number().int().min(1).max(64).optional().describe('Requests in flight at once (default per output type).'),
 };
 
 export const processorCommonShape = {

@@ -49,4 +49,5 @@ export class Secret {
 export const secret = () =>
   z
     .union([z.string(), z.strictObject({ file: z.string().min(1) })])
+    .meta({ ktrailType: 'secret' })
     .transform((v) => (typeof v === 'string' ? new Secret({ value: v }) : new Secret({ file: v.file })));

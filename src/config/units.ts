@@ -40,7 +40,7 @@ export function parseSizeBytes(text: string): number | undefined {
 
 /** A duration: "500ms", "30s", "5m", "1h", "7d", or a number of milliseconds. */
 export const duration = () =>
-  z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  z.union([z.number().int().nonnegative(), z.string()]).meta({ ktrailType: 'duration' }).transform((v, ctx) => {
     if (typeof v === 'number') return v;
     const ms = parseDurationMs(v);
     if (ms === undefined) {
@@ -55,7 +55,7 @@ export const duration = () =>
 
 /** A size: "16MiB", "512KiB", "5MB", or a number of bytes. */
 export const size = () =>
-  z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  z.union([z.number().int().nonnegative(), z.string()]).meta({ ktrailType: 'size' }).transform((v, ctx) => {
     if (typeof v === 'number') return v;
     const bytes = parseSizeBytes(v);
     if (bytes === undefined) {

@@ -1,0 +1,50 @@
+/**
+ * Shared measuring for `npm run bench`. Every case is reported beside a
+ * reference measured in the same run on the same machine, so the figure to
+ * read is the ratio, not the absolute number.
+ */
+import fs from 'node:fs';
+
+export interface Measurement {
+  name: string;
+  bytes: number;
+  events: number;
+  wallMs: number;
+  cpuMs: number;
+  peakRssMiB?: number;
+}
+
+export async function measure(name: string, fn: () => Promise<{ bytes: number; events: number }> | { bytes: number; events: number }): Promise<Measurement> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const { bytes, events } = await fn();
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { name, bytes, events, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, peakRssMiB: process.resourceUsage().maxRSS / 1024 };
+}
+
+export const MiB = 1024 * 1024;
+
+/** KTRAIL_BENCH_SCALE shrinks or grows every case (default 1). */
+export function scale(): number {
+  const s = Number(process.env.KTRAIL_BENCH_SCALE ?? '1');
+  return Number.isFinite(s) && s > 0 ? s : 1;
+}
+
+export function row(m: Measurement, reference?: Measurement): string {
+  const mibs = m.bytes / MiB / (m.wallMs / 1000);
+  const evs = m.events / (m.wallMs / 1000);
+  const cpuPerMiB = m.cpuMs / (m.bytes / MiB);
+  const ratio = reference ? ` ${(mibs / (reference.bytes / MiB / (reference.wallMs / 1000))).toFixed(2)}×ref` : '';
+  const rss = m.peakRssMiB !== undefined ? `${m.peakRssMiB.toFixed(0)} MiB` : '-';
+  return `${m.name.padEnd(44)} ${mibs.toFixed(1).padStart(8)} MiB/s ${Math.round(evs).toString().padStart(9)} ev/s ${cpuPerMiB.toFixed(1).padStart(7)} CPU ms/MiB  peak RSS ${rss.padStart(8)}${ratio}`;
+}
+
+export function header(title: string): void {
+  process.stdout.write(`\n== ${title}\n`);
+}
+
+export function tmpFile(prefix: string): string {
+  const dir = fs.mkdtempSync(`/tmp/ktrail-bench-${prefix}-`);
+  return dir;
+}

@@ -1,0 +1,15 @@
+// npm run bench: end-to-end and micro benchmarks. Each case prints MiB/s,
+// events/s, CPU ms per MiB and peak RSS beside a reference measured in the
+// same run. KTRAIL_BENCH_SCALE=0.1 shrinks every case; KTRAIL_BENCH=name runs one.
+import { benchSpool } from './spool.ts';
+
+const cases: Array<[string, () => Promise<void>]> = [
+  ['spool', benchSpool],
+];
+
+const only = process.env.KTRAIL_BENCH;
+process.stdout.write(`ktrail benchmarks — node ${process.version}, scale ${process.env.KTRAIL_BENCH_SCALE ?? '1'}\n`);
+for (const [name, run] of cases) {
+  if (only && only !== name) continue;
+  await run();
+}

@@ -1,0 +1,70 @@
+import { z } from 'zod';
+import { plugins } from '../registry.ts';
+import type { OutputPlugin, Plugin } from '../plugin.ts';
+import { createMetrics } from '../telemetry/metrics.ts';
+import { DEFAULT_SENDER } from '../pipeline/agent.ts';
+import { describeSchema, fmtDuration, fmtSize, type OptionRow } from './describe.ts';
+import { outputCommonShape, processorCommonShape, serviceSchema, spoolSchema } from './schema.ts';
+
+/**
+ * The generated reference sections of docs/configuration.md and
+ * docs/metrics.md: option tables from the zod schemas, the metric table from
+ * the metrics module. Generated, so that they cannot drift from the code.
+ */
+export const BEGIN = '<!-- BEGIN GENERATED: npm run docs -->';
+export const END = '<!-- END GENERATED -->';
+
+export function replaceGenerated(doc: string, body: string): string {
+  const start = doc.indexOf(BEGIN);
+  const end = doc.indexOf(END);
+  if (start === -1 || end === -1 || end < start) throw new Error(`markers ${BEGIN} … ${END} not found`);
+  return `${doc.slice(0, start + BEGIN.length)}\n${body.trim()}\n${doc.slice(end)}`;
+}
+
+function table(rows: OptionRow[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const lines = ['| key | type | default | description |', '|---|---|---|---|'];
+  for (const r of rows) {
+    const dflt = r.default !== '' ? `\`${r.default}\`` : r.required ? '**required**' : '—';
+    lines.push(`| \`${r.path}\` | ${r.type.includes('\\|') ? r.type : esc(r.type)} | ${esc(dflt)} | ${esc(r.description)} |`);
+  }
+  return lines.join('\n');
+}
+
+const docDir: Record<Plugin['kind'], string> = { input: 'inputs', processor: 'processors', output: 'outputs' };
+
+export function renderOptionReference(): string {
+  const out: string[] = [];
+  out.push('### `service` and `spool`', '', table(describeSchema(z.object({ service: serviceSchema, spool: spoolSchema }))), '');
+  out.push('### Keys every processor has', '', table(describeSchema(z.object(processorCommonShape))), '');
+  out.push('### Keys every output has', '', table(describeSchema(z.object(outputCommonShape))), '');
+  for (const kind of ['input', 'processor', 'output'] as const) {
+    for (const p of plugins.filter((x) => x.kind === kind)) {
+      const doc = `${docDir[kind]}/${p.type}.md`;
+      out.push(`### ${kind} \`${p.type}\``, '', `${p.description} Semantics and examples: [${doc}](${doc}).`, '');
+      const rows = describeSchema(p.schema);
+      out.push(rows.length > 0 ? table(rows) : 'No options of its own.', '');
+      if (kind === 'output') {
+        const d = { ...DEFAULT_SENDER, ...(p as OutputPlugin).senderDefaults };
+        out.push(
+          `Defaults of the common keys for \`${p.type}\`: \`batch.max_bytes\` ${fmtSize(d.maxBatchBytes)}, ` +
+            `\`batch.max_records\` ${d.maxBatchRecords}, \`batch.flush_interval\` ${fmtDuration(d.flushIntervalMs)}, ` +
+            `\`request_timeout\` ${fmtDuration(d.requestTimeoutMs)}, \`concurrency\` ${d.concurrency}.`,
+          '',
+        );
+      }
+    }
+  }
+  return out.join('\n');
+}
+
+export async function renderMetricsReference(): Promise<string> {
+  const metrics = createMetrics();
+  const json = await metrics.registry.getMetricsAsJSON();
+  const lines = ['| metric | type | labels | meaning |', '|---|---|---|---|'];
+  for (const m of json) {
+    const labels = ((m as unknown as { labelNames?: string[] }).labelNames ?? []).join(', ');
+    lines.push(`| \`${m.name}\` | ${m.type} | ${labels ? `\`${labels}\`` : '—'} | ${m.help.replace(/\|/g, '\\|')} |`);
+  }
+  return lines.join('\n');
+}
