@@ -177,6 +177,12 @@ export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
   description: string;
   schema: S;
   senderDefaults?: SenderDefaults;
+  /**
+   * Sender settings derived from the plugin's own keys (s3: `max_object_bytes`
+   * → maxBatchBytes). They override `senderDefaults`; the user's `batch`,
+   * `concurrency` and `request_timeout` keys override both.
+   */
+  senderDefaultsFor?(config: z.output<S>): SenderDefaults;
   create(config: z.output<S>, ctx: OutputContext): Output;
 }
 

@@ -30,7 +30,7 @@ import type { LogRecord, SpooledRecord } from './record.ts';
  * the deadline stays in the spool for the next start.
  */
 
-const DEFAULT_SENDER: SenderConfig = {
+export const DEFAULT_SENDER: SenderConfig = {
   maxBatchBytes: 1024 * 1024,
   maxBatchRecords: 10_000,
   flushIntervalMs: 1000,
@@ -331,7 +331,7 @@ export function senderConfig(oc: ComponentConfig<OutputPlugin>): SenderConfig {
     request_timeout?: number;
     concurrency?: number;
   };
-  const d = { ...DEFAULT_SENDER, ...oc.plugin.senderDefaults };
+  const d = { ...DEFAULT_SENDER, ...oc.plugin.senderDefaults, ...oc.plugin.senderDefaultsFor?.(oc.config) };
   return {
     maxBatchBytes: c.batch?.max_bytes ?? d.maxBatchBytes,
     maxBatchRecords: c.batch?.max_records ?? d.maxBatchRecords,

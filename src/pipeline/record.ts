@@ -49,6 +49,11 @@ export class LogRecord {
     return this.#raw !== undefined;
   }
 
+  /** The raw text while the document is unchanged (for cheap substring pre-checks); undefined after `mutate`. */
+  get raw(): string | undefined {
+    return this.#raw;
+  }
+
   /** Change the document in place (redaction); the raw text is dropped. */
   mutate(fn: (doc: JsonObject) => void): void {
     const doc = this.doc;

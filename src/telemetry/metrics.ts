@@ -45,6 +45,7 @@ export function createMetrics(registry: Registry = new Registry()) {
     outputRetries: new Counter({ name: 'ktrail_output_retries_total', help: 'Retries scheduled by the shared sender, by reason.', labelNames: [...output, 'reason'], registers: r }),
     outputRequestSeconds: new Histogram({ name: 'ktrail_output_request_duration_seconds', help: 'Duration of one send attempt.', labelNames: [...output, 'outcome'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
     outputLastSuccess: new Gauge({ name: 'ktrail_output_last_success_timestamp_seconds', help: 'Unix time of the last acknowledged request.', labelNames: output, registers: r }),
+    outputDuplicates: new Counter({ name: 'ktrail_output_duplicates_total', help: 'Records the destination already had (Elasticsearch 409 on create): a replay made harmless by the record id.', labelNames: output, registers: r }),
 
     // audit_file input.
     auditBytesRead: new Counter({ name: 'ktrail_audit_file_read_bytes_total', help: 'Bytes read from audit log files.', labelNames: ['input'], registers: r }),
