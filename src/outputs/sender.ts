@@ -120,7 +120,7 @@ export class OutputRunner {
     this.#poke();
     this.#unsubscribe?.();
     await this.#loop;
-    await Promise.allSettled([...this.#inflight]);
+    await Promise.allSettled(this.#inflight);
   }
 
   #poke(): void {
@@ -131,13 +131,12 @@ export class OutputRunner {
 
   #waitForWork(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(done, Math.max(1, timeoutMs));
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(t);
-        if (self.#wake === done) self.#wake = undefined;
+        if (this.#wake === done) this.#wake = undefined;
         resolve();
-      }
+      };
+      const t = setTimeout(done, Math.max(1, timeoutMs));
       this.#wake = done;
     });
   }

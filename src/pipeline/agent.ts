@@ -172,13 +172,13 @@ export class Agent {
         records = [];
       }
     }
-    const encoded: SpooledRecord[] = new Array(records.length);
+    const encoded: SpooledRecord[] = [];
     let bytes = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const json = r.encode();
       bytes += json.length + r.id.length + 16;
-      encoded[i] = { id: r.id, timeMs: r.timeMs, input, json };
+      encoded.push({ id: r.id, timeMs: r.timeMs, input, json });
     }
     const dropWhenFull = this.config.spool.when_full === 'drop_newest';
     if (!dropWhenFull && encoded.length > 0 && spool.isFull(bytes)) {
