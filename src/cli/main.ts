@@ -1,14 +1,9 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfigFile } from '../config/load.ts';
 import { errorMessage, KtrailError } from '../errors.ts';
-import { Agent } from '../pipeline/agent.ts';
-import { createLogger } from '../telemetry/logger.ts';
-import { createMetrics, enableProcessMetrics } from '../telemetry/metrics.ts';
-import { TelemetryServer } from '../telemetry/server.ts';
 import { VERSION } from '../version.ts';
-import { maskSecrets } from './mask.ts';
-import { formatStatus, readStatus } from './status.ts';
-import { startProgress } from './progress.ts';
+
+// Commands import what they need when they run, so `--version` and `--help`
+// answer without loading every plugin and its client libraries.
 
 const HELP = `ktrail ${VERSION} — ships Kubernetes audit logs and events, nothing lost, nothing duplicated.
 
@@ -73,8 +68,10 @@ function needConfig(file: string | undefined): file is string {
   return false;
 }
 
-function check(file: string | undefined, json: boolean): number {
+async function check(file: string | undefined, json: boolean): Promise<number> {
   if (!needConfig(file)) return 2;
+  const { ConfigError, loadConfigFile } = await import('../config/load.ts');
+  const { maskSecrets } = await import('./mask.ts');
   try {
     const cfg = loadConfigFile(file);
     const resolved = {
@@ -97,7 +94,9 @@ function check(file: string | undefined, json: boolean): number {
   }
 }
 
-function status(stateDir: string | undefined, file: string | undefined, json: boolean): number {
+async function status(stateDir: string | undefined, file: string | undefined, json: boolean): Promise<number> {
+  const { loadConfigFile } = await import('../config/load.ts');
+  const { formatStatus, readStatus } = await import('./status.ts');
   let dir = stateDir;
   if (!dir && file) {
     try {
@@ -123,6 +122,12 @@ function status(stateDir: string | undefined, file: string | undefined, json: bo
 
 async function run(file: string | undefined): Promise<number> {
   if (!needConfig(file)) return 2;
+  const { loadConfigFile } = await import('../config/load.ts');
+  const { Agent } = await import('../pipeline/agent.ts');
+  const { createLogger } = await import('../telemetry/logger.ts');
+  const { createMetrics, enableProcessMetrics } = await import('../telemetry/metrics.ts');
+  const { TelemetryServer } = await import('../telemetry/server.ts');
+  const { startProgress } = await import('./progress.ts');
   let cfg;
   try {
     cfg = loadConfigFile(file);
@@ -150,7 +155,7 @@ async function run(file: string | undefined): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  let server: TelemetryServer | undefined;
+  let server: InstanceType<typeof TelemetryServer> | undefined;
   let progress: { stop(): void } | undefined;
   try {
     await agent.start();
