@@ -2,9 +2,13 @@
 // events/s, CPU ms per MiB and peak RSS beside a reference measured in the
 // same run. KTRAIL_BENCH_SCALE=0.1 shrinks every case; KTRAIL_BENCH=name runs one.
 import { benchSpool } from './spool.ts';
+import { benchOutputs } from './outputs.ts';
+import { benchProcessors } from './processors.ts';
 
 const cases: Array<[string, () => Promise<void>]> = [
   ['spool', benchSpool],
+  ['outputs', benchOutputs],
+  ['processors', benchProcessors],
 ];
 
 const only = process.env.KTRAIL_BENCH;

@@ -1,6 +1,9 @@
 import type { Plugin } from './plugin.ts';
 import { fileOutput } from './outputs/file/file.ts';
 import { stdoutOutput } from './outputs/stdout/stdout.ts';
+import { elasticsearchOutput } from './outputs/elasticsearch/elasticsearch.ts';
+import { s3Output } from './outputs/s3/s3.ts';
+import { httpOutput } from './outputs/http/http.ts';
 
 /**
  * Every plugin ktrail has, imported explicitly. A `type:` in the config that
@@ -12,4 +15,7 @@ export const plugins: readonly Plugin[] = [
   // outputs
   stdoutOutput,
   fileOutput,
+  elasticsearchOutput,
+  s3Output,
+  httpOutput,
 ] as Plugin[];

@@ -1,0 +1,169 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { z } from 'zod';
+import { loadConfigText } from '../src/config/load.ts';
+import { Agent } from '../src/pipeline/agent.ts';
+import { LogRecord } from '../src/pipeline/record.ts';
+import type { InputPlugin } from '../src/plugin.ts';
+import { createLogger } from '../src/telemetry/logger.ts';
+import { createMetrics } from '../src/telemetry/metrics.ts';
+import { auditLines } from '../src/testing/audit-gen.ts';
+import { startS3Server } from '../test/helpers/s3-server.ts';
+import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './lib.ts';
+
+/**
+ * Outputs end to end: realistic audit lines go input → spool → shared sender
+ * → output → a local sink, and the clock stops when the spool is empty (every
+ * record acknowledged). Reference, same run: encoding the same records to
+ * NDJSON and gzip level 1 with no network, no spool — the floor of what any
+ * output must spend on them.
+ *
+ * The sinks run in other processes (the _bulk harness in a child Node, s3rver
+ * in its own), so CPU ms/MiB is the agent's alone. Peak RSS is the process's
+ * high-water mark so far (it only grows across cases).
+ *
+ * The input is a bench input emitting pre-generated lines in batches of 500,
+ * standing in for audit_file until that input is registered.
+ */
+const gzip = promisify(zlib.gzip);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+function generate(): { lines: string[]; bytes: number } {
+  const approxBytes = Math.round(64 * MiB * scale());
+  const lines: string[] = [];
+  let bytes = 0;
+  for (const line of auditLines({ seed: 7, approxBytes, maxLineBytes: 256 * 1024 })) {
+    lines.push(line);
+    bytes += Buffer.byteLength(line) + 1;
+  }
+  return { lines, bytes };
+}
+
+function benchInput(lines: readonly string[], done: { resolve: () => void }): InputPlugin {
+  return {
+    kind: 'input',
+    type: 'bench_lines',
+    description: 'benchmark input',
+    schema: z.strictObject({}),
+    create: (_cfg, ctx) => ({
+      async start() {
+        void (async () => {
+          const base = Date.UTC(2025, 0, 1);
+          for (let i = 0; i < lines.length && !ctx.signal.aborted; i += 500) {
+            const records = lines.slice(i, i + 500).map((raw, k) => new LogRecord({ id: `bench-${i + k}`, timeMs: base + i + k, input: ctx.name, raw }));
+            await ctx.emit({ records });
+          }
+          done.resolve();
+        })();
+      },
+      async stop() {},
+    }),
+  };
+}
+
+async function runAgent(lines: readonly string[], outputYaml: string): Promise<void> {
+  const dir = tmpFile('outputs');
+  let resolveDone!: () => void;
+  const inputDone = new Promise<void>((r) => (resolveDone = r));
+  try {
+    const cfg = loadConfigText(
+      `service: { state_dir: ${dir}, shutdown_timeout: 60s, metrics: { enabled: false } }\ninputs: { lines: { type: bench_lines } }\noutputs:\n  out:\n${outputYaml.replace(/^/gm, '    ')}`,
+      'bench.yaml',
+      { extraPlugins: [benchInput(lines, { resolve: resolveDone })] },
+    );
+    const agent = new Agent(cfg, { log: createLogger('warn'), metrics: createMetrics() });
+    await agent.start();
+    await inputDone;
+    while (agent.spool.records > 0) await new Promise((r) => setTimeout(r, 5));
+    await agent.stop();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The `_bulk` harness in a child process, so its parsing does not count as agent CPU. */
+async function startEsChild(): Promise<{ url: string; proc: ChildProcess }> {
+  const script = `
+import { startEsBulkServer } from ${JSON.stringify(path.join(root, 'test/helpers/es-bulk-server.ts'))};
+const s = await startEsBulkServer();
+process.stdout.write(JSON.stringify({ url: s.url }) + '\\n');
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();`;
+  const proc = spawn(process.execPath, ['--max-old-space-size=4096', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    proc.once('exit', (code) => reject(new Error(`bulk harness exited with ${code}`)));
+  });
+  return { url, proc };
+}
+
+async function reference(lines: readonly string[], bytes: number): Promise<Measurement> {
+  return measure('reference: NDJSON + gzip level 1, no network', async () => {
+    // Same request size as the elasticsearch output (5 MiB of NDJSON per gzip call).
+    let chunk: string[] = [];
+    let chunkBytes = 0;
+    for (const l of lines) {
+      chunk.push(l);
+      chunkBytes += l.length + 1;
+      if (chunkBytes >= 5 * MiB) {
+        await gzip(Buffer.from(`${chunk.join('\n')}\n`), { level: 1 });
+        chunk = [];
+        chunkBytes = 0;
+      }
+    }
+    if (chunk.length > 0) await gzip(Buffer.from(`${chunk.join('\n')}\n`), { level: 1 });
+    return { bytes, events: lines.length };
+  });
+}
+
+export async function benchElasticsearchOutput(data = generate(), ref?: Measurement): Promise<Measurement> {
+  const es = await startEsChild();
+  try {
+    const m = await measure('agent → elasticsearch _bulk (gzip 1, harness)', async () => {
+      await runAgent(data.lines, `type: elasticsearch\nurl: ${es.url}\nindex: bench-%Y.%m.%d`);
+      return { bytes: data.bytes, events: data.lines.length };
+    });
+    process.stdout.write(`${row(m, ref)}\n`);
+    return m;
+  } finally {
+    es.proc.stdin!.end();
+    es.proc.kill();
+  }
+}
+
+export async function benchS3Output(data = generate(), ref?: Measurement): Promise<Measurement> {
+  const s3 = await startS3Server({ buckets: ['bench'] });
+  try {
+    const m = await measure('agent → s3 PutObject (gzip 1, s3rver)', async () => {
+      // Straight to s3rver (not the verifying proxy, which would run in this process).
+      await runAgent(
+        data.lines,
+        `type: s3\nbucket: bench\nendpoint: ${s3.endpoint}\nforce_path_style: true\naccess_key_id: ${s3.accessKeyId}\nsecret_access_key: ${s3.secretAccessKey}\nmax_object_age: 1s\nmax_object_bytes: 8MiB`,
+      );
+      return { bytes: data.bytes, events: data.lines.length };
+    });
+    process.stdout.write(`${row(m, ref)}\n`);
+    return m;
+  } finally {
+    await s3.stop();
+  }
+}
+
+/** Every output case beside the in-process reference. */
+export async function benchOutputs(): Promise<void> {
+  const data = generate();
+  header(`outputs end to end (${(data.bytes / MiB).toFixed(0)} MiB of audit events, ${data.lines.length} records; the clock stops when all are acked)`);
+  const ref = await reference(data.lines, data.bytes);
+  process.stdout.write(`${row(ref)}\n`);
+  await benchElasticsearchOutput(data, ref);
+  await benchS3Output(data, ref);
+}

@@ -1,0 +1,164 @@
+import type { SpooledRecord } from '../../pipeline/record.ts';
+import type { ItemFailure } from '../../plugin.ts';
+import type { ByteWriter } from '../byte-writer.ts';
+import type { TimePattern } from '../time-pattern.ts';
+
+/**
+ * The `_bulk` wire format, both ways.
+ *
+ * Request: for each record an action line `{"create":{"_index":..,"_id":<record id>}}`
+ * and the document line. The `_id` is the record's deterministic id, so with
+ * `op_type: create` a replayed record answers 409 and is counted as already
+ * delivered, never indexed twice.
+ *
+ * Response: per-item statuses, in request order. Only failed items are
+ * reported back to the shared sender, which resends the retryable ones alone
+ * and dead-letters the permanent ones.
+ */
+
+export type OpType = 'create' | 'index';
+
+export interface BulkEncodeOptions {
+  opType: OpType;
+  /** Index or data stream name per record (time pattern with `{input}`). */
+  target: TimePattern;
+  /** Add `@timestamp` (record time, ISO 8601 UTC) to documents that lack it. */
+  addTimestamp: boolean;
+}
+
+const JSON_STRING_CACHE_MAX = 256;
+
+export class BulkEncoder {
+  readonly #opts: BulkEncodeOptions;
+  readonly #quoted = new Map<string, string>();
+
+  constructor(opts: BulkEncodeOptions) {
+    this.#opts = opts;
+  }
+
+  /** Write the NDJSON body for `records` into `w` (which the caller has reset). */
+  encode(w: ByteWriter, records: readonly SpooledRecord[]): void {
+    const { opType, target, addTimestamp } = this.#opts;
+    const head = `{"${opType}":{"_index":`;
+    for (const r of records) {
+      const index = this.#quote(target.format(r.timeMs, { input: r.input }));
+      w.write(`${head}${index},"_id":${JSON.stringify(r.id)}}}\n`);
+      const at = addTimestamp ? timestampInsertAt(r.json) : -1;
+      if (at < 0) w.write(r.json);
+      else {
+        // Written in pieces: no copy of the document just to splice one key in.
+        w.write(r.json.slice(0, at));
+        w.write(timestampMember(r.json, at, r.timeMs));
+        w.write(r.json.slice(at));
+      }
+      w.byte(0x0a);
+    }
+  }
+
+  #quote(name: string): string {
+    let q = this.#quoted.get(name);
+    if (q === undefined) {
+      if (this.#quoted.size >= JSON_STRING_CACHE_MAX) this.#quoted.clear();
+      q = JSON.stringify(name);
+      this.#quoted.set(name, q);
+    }
+    return q;
+  }
+}
+
+/**
+ * Splice `"@timestamp":"<record time>"` in front of the document's keys unless
+ * it has a top-level `@timestamp`. The record time is fixed at read time, so a
+ * replay produces the same document. The substring test keeps the common case
+ * (no `@timestamp` anywhere) free of a JSON parse.
+ */
+export function withTimestamp(json: string, timeMs: number): string {
+  const at = timestampInsertAt(json);
+  if (at < 0) return json;
+  return `${json.slice(0, at)}${timestampMember(json, at, timeMs)}${json.slice(at)}`;
+}
+
+/** Where `"@timestamp":...` goes (just after the opening brace), or -1 when it must not be added. */
+export function timestampInsertAt(json: string): number {
+  let start = 0;
+  while (start < json.length && json.charCodeAt(start) <= 0x20) start++;
+  if (json.charCodeAt(start) !== 0x7b /* { */) return -1;
+  if (json.includes('"@timestamp"')) {
+    try {
+      const doc = JSON.parse(json) as unknown;
+      if (doc && typeof doc === 'object' && !Array.isArray(doc) && Object.hasOwn(doc, '@timestamp')) return -1;
+    } catch {
+      return -1; // not JSON: Elasticsearch rejects it and the item is dead-lettered with its reason
+    }
+  }
+  return start + 1;
+}
+
+function timestampMember(json: string, at: number, timeMs: number): string {
+  let next = at;
+  while (next < json.length && json.charCodeAt(next) <= 0x20) next++;
+  const empty = json.charCodeAt(next) === 0x7d; /* } */
+  return `"@timestamp":"${new Date(timeMs).toISOString()}"${empty ? '' : ','}`;
+}
+
+export interface BulkItemsResult {
+  failures: ItemFailure[];
+  /** Items answered 409 on create: the document was already there (a replay). */
+  duplicates: number;
+  /** Counts of failed items by error type, for the component error metric. */
+  failedByType: Map<string, number>;
+}
+
+interface BulkItemBody {
+  status?: unknown;
+  error?: { type?: unknown; reason?: unknown; caused_by?: { type?: unknown; reason?: unknown } } | unknown;
+}
+
+/** Response fields we read; `filter_path` keeps a big bulk answer small. */
+export const BULK_FILTER_PATH = 'errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by,error.type,error.reason,status';
+
+/**
+ * Classify every item of a 200 `_bulk` answer. Throws when the answer does not
+ * match the request (wrong item count, not JSON): the caller retries the
+ * whole request, which is safe because every write is by `_id`.
+ */
+export function interpretBulkResponse(text: string, itemCount: number, opType: OpType): BulkItemsResult {
+  const body = JSON.parse(text) as { errors?: unknown; items?: unknown };
+  const result: BulkItemsResult = { failures: [], duplicates: 0, failedByType: new Map() };
+  if (body.errors === false) return result;
+  const items = body.items;
+  if (!Array.isArray(items) || items.length !== itemCount) {
+    throw new Error(`bulk response has ${Array.isArray(items) ? items.length : 'no'} items for ${itemCount} sent`);
+  }
+  for (let i = 0; i < items.length; i++) {
+    const wrapper = items[i] as Record<string, BulkItemBody> | undefined;
+    const item = wrapper ? (wrapper[opType] ?? Object.values(wrapper)[0]) : undefined;
+    const status = typeof item?.status === 'number' ? item.status : 0;
+    if (status >= 200 && status < 300) continue;
+    const err = (item?.error ?? {}) as { type?: unknown; reason?: unknown; caused_by?: { type?: unknown; reason?: unknown } };
+    const type = typeof err.type === 'string' ? err.type : status === 0 ? 'malformed_item' : 'unknown_error';
+    if (status === 409 && opType === 'create') {
+      result.duplicates++;
+      continue;
+    }
+    let reason = typeof err.reason === 'string' ? err.reason : '';
+    const cause = err.caused_by;
+    if (cause && typeof cause.type === 'string') reason += ` (caused by ${cause.type}: ${typeof cause.reason === 'string' ? cause.reason : ''})`;
+    result.failedByType.set(type, (result.failedByType.get(type) ?? 0) + 1);
+    result.failures.push({ index: i, kind: itemFailureKind(status, type), reason: `${type} (HTTP ${status}): ${reason}`.slice(0, 1000) });
+  }
+  return result;
+}
+
+/**
+ * 429, 5xx, `es_rejected_execution_exception` (a full write queue, whatever
+ * the status) and 401/403 (credentials or privileges being fixed) are
+ * retried; other 4xx (mapping and parsing errors) will fail the same way
+ * every time and are dead-lettered.
+ */
+export function itemFailureKind(status: number, type: string): 'retryable' | 'permanent' {
+  if (type === 'es_rejected_execution_exception' || type === 'circuit_breaking_exception') return 'retryable';
+  if (status === 429 || status >= 500 || status === 0) return 'retryable';
+  if (status === 401 || status === 403 || status === 408) return 'retryable';
+  return 'permanent';
+}

@@ -1,0 +1,180 @@
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { z } from 'zod';
+import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import { errorMessage } from '../../errors.ts';
+import { Authorizer, esAuthSchema } from '../auth.ts';
+import { ByteWriterPool } from '../byte-writer.ts';
+import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../http/status.ts';
+import { parsePattern, TimePattern } from '../time-pattern.ts';
+import { HttpPool, tlsSchema } from '../tls.ts';
+import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
+
+/**
+ * Elasticsearch 7/8/9 and OpenSearch 1/2 through the `_bulk` API.
+ *
+ * Idempotent by construction: every document is written with `_id` = the
+ * record id and (by default) `op_type: create`, so a replay after a retry or
+ * a crash answers 409 for what is already there, which counts as delivered.
+ * Per-item results go back to the shared sender: failed items alone are
+ * retried (429, 5xx, es_rejected_execution_exception) or dead-lettered
+ * (mapping/parsing errors), never the whole batch.
+ */
+const gzip = promisify(zlib.gzip);
+
+const TARGET_VARS = ['input'] as const;
+
+const targetPattern = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      const p = parsePattern(v, TARGET_VARS);
+      if ('error' in p) ctx.addIssue({ code: 'custom', message: p.error });
+      else if (/[A-Z\\/*?"<>| ,#:]/.test(v.replace(/%[YmdHM%]|\{input\}/g, ''))) {
+        ctx.addIssue({ code: 'custom', message: `${what} names must be lowercase, without spaces or any of \\ / * ? " < > | , # :` });
+      } else if (/^[_\-+]/.test(v)) {
+        ctx.addIssue({ code: 'custom', message: `${what} names must not start with _, - or +` });
+      }
+    });
+
+export const DEFAULT_INDEX = 'ktrail-%Y.%m.%d';
+
+const schema = z
+  .strictObject({
+    url: z
+      .url({ protocol: /^https?$/, error: 'write an http:// or https:// URL, e.g. https://elasticsearch:9200' })
+      .describe('Cluster URL, e.g. https://elasticsearch:9200 (a path prefix is kept; user:password@ is sent as basic auth).'),
+    index: targetPattern('index')
+      .optional()
+      .describe(`Index name pattern: %Y %m %d %H %M from the record time (UTC), {input}. Default ${DEFAULT_INDEX} unless data_stream is set.`),
+    data_stream: targetPattern('data stream').optional().describe('Write to this data stream instead of an index (op_type create; @timestamp is added).'),
+    op_type: z.enum(['create', 'index']).default('create').describe('create: a replayed record answers 409 and counts as delivered; index: it overwrites itself.'),
+    pipeline: z.string().min(1).optional().describe('Ingest pipeline to run on every document.'),
+    compression: z.enum(['gzip', 'none']).default('gzip').describe('gzip: compress request bodies (Content-Encoding: gzip).'),
+    compression_level: z.number().int().min(1).max(9).default(1).describe('gzip level, 1 (fastest) to 9 (smallest).'),
+    add_timestamp: z.boolean().default(true).describe('Add @timestamp (the record time, ISO 8601 UTC) to documents that have none.'),
+    headers: z.record(z.string().min(1), z.string()).default({}).describe('Extra request headers.'),
+    auth: esAuthSchema.optional(),
+    tls: tlsSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.index !== undefined && c.data_stream !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['data_stream'], message: 'set either index or data_stream, not both' });
+    }
+    if (c.data_stream !== undefined && c.op_type !== 'create') {
+      ctx.addIssue({ code: 'custom', path: ['op_type'], message: 'data streams accept only op_type: create' });
+    }
+  });
+export type ElasticsearchConfig = z.output<typeof schema>;
+
+class ElasticsearchOutput implements Output {
+  readonly #cfg: ElasticsearchConfig;
+  readonly #ctx: OutputContext;
+  readonly #pool: HttpPool;
+  readonly #auth: Authorizer;
+  readonly #encoder: BulkEncoder;
+  readonly #writers = new ByteWriterPool(32 * 1024 * 1024);
+  readonly #path: string;
+  readonly #headers: Record<string, string>;
+
+  constructor(cfg: ElasticsearchConfig, ctx: OutputContext) {
+    this.#cfg = cfg;
+    this.#ctx = ctx;
+    const url = new URL(cfg.url);
+    const base = url.pathname.replace(/\/+$/, '');
+    const query = new URLSearchParams({ filter_path: BULK_FILTER_PATH });
+    if (cfg.pipeline) query.set('pipeline', cfg.pipeline);
+    this.#path = `${base}/_bulk?${query.toString()}`;
+    this.#pool = new HttpPool(url.origin, { connections: 16, tls: cfg.tls, log: ctx.log });
+    this.#auth = new Authorizer(cfg.auth, ctx.log);
+    this.#encoder = new BulkEncoder({
+      opType: cfg.data_stream !== undefined ? 'create' : cfg.op_type,
+      target: new TimePattern(cfg.data_stream ?? cfg.index ?? DEFAULT_INDEX, TARGET_VARS),
+      addTimestamp: cfg.add_timestamp,
+    });
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v;
+    headers['content-type'] = 'application/x-ndjson';
+    headers['user-agent'] ??= 'ktrail';
+    if (url.username) {
+      headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+    }
+    this.#headers = headers;
+  }
+
+  async start(): Promise<void> {
+    this.#pool.start();
+  }
+
+  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    const writer = this.#writers.take();
+    try {
+      this.#encoder.encode(writer, request.records);
+      const headers: Record<string, string> = { ...this.#headers };
+      const auth = this.#auth.header();
+      if (auth.error) return { kind: 'retryable', reason: auth.error };
+      if (auth.value) headers.authorization = auth.value;
+      let body: Buffer = writer.view();
+      if (this.#cfg.compression === 'gzip') {
+        body = await gzip(body, { level: this.#cfg.compression_level });
+        headers['content-encoding'] = 'gzip';
+      }
+      let res;
+      try {
+        res = await this.#pool.get().request({ path: this.#path, method: 'POST', headers, body, signal });
+      } catch (err) {
+        return transportFailure(err, signal);
+      }
+      if (res.statusCode === 200) {
+        let text: string;
+        try {
+          text = await res.body.text();
+        } catch (err) {
+          return transportFailure(err, signal);
+        }
+        return this.#items(text, request);
+      }
+      const detail = bodyDetail(await readText(res.body));
+      const reason = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
+      const cls = classifyStatus(res.statusCode);
+      if (cls === 'too_large') return { kind: 'too_large', reason };
+      if (cls === 'auth') this.#auth.rejected(res.statusCode, detail);
+      // A 404 on _bulk means the URL (or a proxy in front) is wrong, not the data: retry until fixed.
+      if (cls === 'permanent' && res.statusCode !== 404) return { kind: 'permanent', reason };
+      return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
+    } catch (err) {
+      return transportFailure(err, signal);
+    } finally {
+      this.#writers.give(writer);
+    }
+  }
+
+  #items(text: string, request: OutboundRequest): SendOutcome {
+    const opType = this.#cfg.data_stream !== undefined ? 'create' : this.#cfg.op_type;
+    let result;
+    try {
+      result = interpretBulkResponse(text, request.records.length, opType);
+    } catch (err) {
+      return { kind: 'retryable', reason: `malformed bulk response: ${errorMessage(err)}` };
+    }
+    const { metrics, name, telemetry } = this.#ctx;
+    if (result.duplicates > 0) metrics.outputDuplicates.inc({ output: name }, result.duplicates);
+    if (result.failures.length === 0) return { kind: 'ok' };
+    for (const [type, n] of result.failedByType) telemetry.error(type.slice(0, 40), n);
+    return { kind: 'partial', failures: result.failures };
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}
+
+export const elasticsearchOutput: OutputPlugin<typeof schema> = {
+  kind: 'output',
+  type: 'elasticsearch',
+  description: 'Elasticsearch 7/8/9 and OpenSearch 1/2 via _bulk; idempotent by record id.',
+  schema,
+  senderDefaults: { maxBatchBytes: 5 * 1024 * 1024, maxBatchRecords: 10_000, flushIntervalMs: 1000, concurrency: 2, requestTimeoutMs: 60_000 },
+  create: (cfg, ctx) => new ElasticsearchOutput(cfg, ctx),
+};

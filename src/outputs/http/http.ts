@@ -1,0 +1,132 @@
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { z } from 'zod';
+import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import { Authorizer, httpAuthSchema } from '../auth.ts';
+import { ByteWriterPool } from '../byte-writer.ts';
+import { HttpPool, tlsSchema } from '../tls.ts';
+import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
+
+/**
+ * Posts batches to any HTTP endpoint as NDJSON or a JSON array.
+ *
+ * Every request carries `Idempotency-Key: <request.key>`: the same value on
+ * every retry of that request and after a restart (the shared sender journals
+ * request composition), so a receiver that dedupes by the header sees a
+ * replay as a duplicate. Results: 2xx delivered; 408/429/5xx, 401/403 and
+ * network errors retried (Retry-After honoured); 413 split by the sender;
+ * other 4xx dead-lettered with the status and body.
+ */
+const gzip = promisify(zlib.gzip);
+
+const schema = z.strictObject({
+  url: z.url({ protocol: /^https?$/, error: 'write an http:// or https:// URL' }).describe('Endpoint URL (http:// or https://); user:password@ in it is sent as basic auth.'),
+  method: z.enum(['POST', 'PUT']).default('POST').describe('HTTP method.'),
+  format: z.enum(['ndjson', 'json_array']).default('ndjson').describe('ndjson: one JSON document per line; json_array: one JSON array per request.'),
+  compression: z.enum(['none', 'gzip']).default('none').describe('gzip: compress request bodies (Content-Encoding: gzip).'),
+  compression_level: z.number().int().min(1).max(9).default(1).describe('gzip level, 1 (fastest) to 9 (smallest).'),
+  headers: z.record(z.string().min(1), z.string()).default({}).describe('Extra request headers (values may use ${ENV}); may override Content-Type.'),
+  idempotency_header: z.string().default('Idempotency-Key').describe('Header that carries the request key, stable across retries and restarts; "" sends none.'),
+  auth: httpAuthSchema.optional(),
+  tls: tlsSchema.optional(),
+});
+export type HttpOutputConfig = z.output<typeof schema>;
+
+const RESERVED = new Set(['content-length', 'content-encoding', 'host', 'transfer-encoding']);
+
+class HttpOutput implements Output {
+  readonly #cfg: HttpOutputConfig;
+  readonly #pool: HttpPool;
+  readonly #auth: Authorizer;
+  readonly #writers = new ByteWriterPool(16 * 1024 * 1024);
+  readonly #path: string;
+  readonly #headers: Record<string, string>;
+
+  constructor(cfg: HttpOutputConfig, ctx: OutputContext) {
+    this.#cfg = cfg;
+    const url = new URL(cfg.url);
+    this.#path = `${url.pathname}${url.search}`;
+    this.#pool = new HttpPool(url.origin, { connections: 8, tls: cfg.tls, log: ctx.log });
+    this.#auth = new Authorizer(cfg.auth, ctx.log);
+    const headers: Record<string, string> = {
+      'content-type': cfg.format === 'ndjson' ? 'application/x-ndjson' : 'application/json',
+      'user-agent': 'ktrail',
+    };
+    for (const [k, v] of Object.entries(cfg.headers)) {
+      if (!RESERVED.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+    }
+    if (url.username) {
+      headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+    }
+    this.#headers = headers;
+  }
+
+  async start(): Promise<void> {
+    this.#pool.start();
+  }
+
+  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    const writer = this.#writers.take();
+    try {
+      const arr = this.#cfg.format === 'json_array';
+      if (arr) writer.byte(0x5b);
+      for (let i = 0; i < request.records.length; i++) {
+        if (arr && i > 0) writer.byte(0x2c);
+        writer.write(request.records[i]!.json);
+        if (!arr) writer.byte(0x0a);
+      }
+      if (arr) writer.byte(0x5d);
+      const headers: Record<string, string> = { ...this.#headers };
+      if (this.#cfg.idempotency_header) headers[this.#cfg.idempotency_header.toLowerCase()] = request.key;
+      const auth = this.#auth.header();
+      if (auth.error) return { kind: 'retryable', reason: auth.error };
+      if (auth.value) headers.authorization = auth.value;
+      let body: Buffer = writer.view();
+      if (this.#cfg.compression === 'gzip') {
+        body = await gzip(body, { level: this.#cfg.compression_level });
+        headers['content-encoding'] = 'gzip';
+      }
+      let res;
+      try {
+        res = await this.#pool.get().request({ path: this.#path, method: this.#cfg.method, headers, body, signal });
+      } catch (err) {
+        return transportFailure(err, signal);
+      }
+      const cls = classifyStatus(res.statusCode);
+      if (cls === 'ok') {
+        await res.body.dump().catch(() => undefined);
+        return { kind: 'ok' };
+      }
+      const detail = bodyDetail(await readText(res.body));
+      const reason = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
+      switch (cls) {
+        case 'too_large':
+          return { kind: 'too_large', reason };
+        case 'permanent':
+          return { kind: 'permanent', reason };
+        case 'auth':
+          this.#auth.rejected(res.statusCode, detail);
+          return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
+        default:
+          return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
+      }
+    } catch (err) {
+      return transportFailure(err, signal);
+    } finally {
+      this.#writers.give(writer);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}
+
+export const httpOutput: OutputPlugin<typeof schema> = {
+  kind: 'output',
+  type: 'http',
+  description: 'NDJSON or a JSON array to an HTTP endpoint, with an Idempotency-Key per request.',
+  schema,
+  senderDefaults: { maxBatchBytes: 1024 * 1024, flushIntervalMs: 1000, concurrency: 1, requestTimeoutMs: 30_000 },
+  create: (cfg, ctx) => new HttpOutput(cfg, ctx),
+};

@@ -1,0 +1,292 @@
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { z } from 'zod';
+import type { SpooledRecord } from '../../pipeline/record.ts';
+import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import { secret, type Secret } from '../../config/secret.ts';
+import { duration, size } from '../../config/units.ts';
+import { errorMessage } from '../../errors.ts';
+import { ByteWriterPool } from '../byte-writer.ts';
+import { transportFailure } from '../http/status.ts';
+import { parsePattern, TimePattern } from '../time-pattern.ts';
+import { tlsSchema } from '../tls.ts';
+import { S3Client, S3Error, type AwsCredentials, type CompletedPart, type CredentialProvider } from './s3-client.ts';
+
+/**
+ * Gzipped NDJSON objects in S3 (or an S3-compatible store).
+ *
+ * One request of the shared sender is one object (or one per input when the
+ * key uses `{input}`), so objects roll by `max_object_bytes` (uncompressed)
+ * and `max_object_age` through the sender's batching. The key contains
+ * `{batch}` = `request.key`, which the sender keeps stable across retries and
+ * restarts: a retried or replayed upload overwrites the same object instead
+ * of adding a duplicate.
+ */
+const gzip = promisify(zlib.gzip);
+
+const KEY_VARS = ['node', 'input', 'batch', 'spool_id'] as const;
+export const DEFAULT_KEY_FORMAT = 'ktrail/{input}/%Y/%m/%d/%H/{node}-{spool_id}-{batch}.ndjson.gz';
+const MIB = 1024 * 1024;
+const MAX_PARTS = 10_000;
+
+const keyFormat = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    const p = parsePattern(v, KEY_VARS);
+    if ('error' in p) ctx.addIssue({ code: 'custom', message: p.error });
+    else if (!v.includes('{batch}')) {
+      ctx.addIssue({ code: 'custom', message: 'key_format must contain {batch}: it makes a retried upload overwrite the same object instead of duplicating it' });
+    } else if (v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'key_format must not start with "/"' });
+  });
+
+const schema = z
+  .strictObject({
+    bucket: z.string().min(3).max(63).describe('Bucket name.'),
+    region: z.string().min(1).optional().describe('Region for signing and the default endpoint. Default: $AWS_REGION, else $AWS_DEFAULT_REGION, else us-east-1.'),
+    endpoint: z
+      .url({ protocol: /^https?$/, error: 'write an http:// or https:// URL' })
+      .optional()
+      .describe('S3-compatible store URL (MinIO, Ceph, R2, ...). Default https://s3.<region>.amazonaws.com.'),
+    force_path_style: z.boolean().default(false).describe('Address the bucket as <endpoint>/<bucket>/<key> instead of <bucket>.<endpoint host>.'),
+    key_format: keyFormat
+      .default(DEFAULT_KEY_FORMAT)
+      .describe('Object key: %Y %m %d %H %M from the first record time (UTC), {node}, {input}, {batch} (required), {spool_id}.'),
+    compression_level: z.number().int().min(0).max(9).default(1).describe('gzip level of the objects, 0 (store) to 9 (smallest).'),
+    max_object_bytes: size()
+      .pipe(z.number().min(1024, 'max_object_bytes must be at least 1KiB'))
+      .default(32 * MIB)
+      .describe('Roll an object at this many uncompressed bytes (the sender batch size).'),
+    max_object_age: duration()
+      .pipe(z.number().min(100, 'max_object_age must be at least 100ms'))
+      .default(60_000)
+      .describe('Upload an object once its oldest record waited this long (the sender flush interval).'),
+    multipart_threshold: size().pipe(z.number().min(1)).default(16 * MIB).describe('Compressed objects of this size or more use a multipart upload.'),
+    multipart_part_bytes: size()
+      .pipe(z.number().min(5 * MIB, 'S3 parts are at least 5MiB'))
+      .default(8 * MIB)
+      .describe('Part size of multipart uploads (at least 5MiB).'),
+    storage_class: z
+      .string()
+      .regex(/^[A-Z_]+$/, 'write the S3 storage class, e.g. STANDARD_IA or GLACIER_IR')
+      .optional()
+      .describe('x-amz-storage-class, e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR. Default: the bucket default.'),
+    sse: z.enum(['AES256', 'aws:kms', 'aws:kms:dsse']).optional().describe('Server-side encryption. Default: the bucket default.'),
+    kms_key_id: z.string().min(1).optional().describe('KMS key id or ARN for sse: aws:kms.'),
+    access_key_id: secret().optional().describe('Static access key (S3-compatible stores). Default: the AWS credential chain.'),
+    secret_access_key: secret().optional().describe('Static secret key, with access_key_id.'),
+    session_token: secret().optional().describe('Session token for temporary static credentials.'),
+    tls: tlsSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if ((c.access_key_id === undefined) !== (c.secret_access_key === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['secret_access_key'], message: 'access_key_id and secret_access_key go together' });
+    }
+    if (c.session_token !== undefined && c.access_key_id === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['session_token'], message: 'session_token needs access_key_id and secret_access_key' });
+    }
+    if (c.kms_key_id !== undefined && c.sse !== 'aws:kms' && c.sse !== 'aws:kms:dsse') {
+      ctx.addIssue({ code: 'custom', path: ['kms_key_id'], message: 'kms_key_id needs sse: aws:kms (or aws:kms:dsse)' });
+    }
+  });
+export type S3OutputConfig = z.output<typeof schema>;
+
+/** S3 error codes worth a retry although their status is 4xx. */
+const RETRYABLE_CODES = new Set([
+  'ExpiredToken',
+  'TokenRefreshRequired',
+  'RequestTimeout',
+  'RequestTimeTooSkewed',
+  'IncompleteBody',
+  'BadDigest',
+  'XAmzContentSHA256Mismatch',
+  'SlowDown',
+  'NoSuchUpload',
+  // The bucket may be created after the agent (deployment order): retry, do not dead-letter the stream.
+  'NoSuchBucket',
+]);
+
+const PROBLEM_LOG_INTERVAL_MS = 60_000;
+
+class S3Output implements Output {
+  readonly #cfg: S3OutputConfig;
+  readonly #ctx: OutputContext;
+  readonly #key: TimePattern;
+  readonly #writers = new ByteWriterPool(64 * MIB);
+  readonly #objectHeaders: Record<string, string>;
+  #client: S3Client | undefined;
+  #spoolId = '';
+  #lastProblemLogMs = 0;
+
+  constructor(cfg: S3OutputConfig, ctx: OutputContext) {
+    this.#cfg = cfg;
+    this.#ctx = ctx;
+    this.#key = new TimePattern(cfg.key_format, KEY_VARS);
+    const h: Record<string, string> = { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' };
+    if (cfg.storage_class) h['x-amz-storage-class'] = cfg.storage_class;
+    if (cfg.sse) h['x-amz-server-side-encryption'] = cfg.sse;
+    if (cfg.kms_key_id) h['x-amz-server-side-encryption-aws-kms-key-id'] = cfg.kms_key_id;
+    this.#objectHeaders = h;
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.#cfg;
+    if (this.#key.vars.has('spool_id')) this.#spoolId = spoolIdentity(this.#ctx);
+    const region = cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
+    this.#client = await S3Client.create({
+      bucket: cfg.bucket,
+      region,
+      endpoint: cfg.endpoint,
+      forcePathStyle: cfg.force_path_style,
+      credentials: await credentialProvider(cfg),
+      tls: cfg.tls,
+      log: this.#ctx.log,
+    });
+    this.#client.start();
+  }
+
+  /** The object key for records of one object (time of its first record, UTC). */
+  keyFor(request: OutboundRequest, first: SpooledRecord): string {
+    return this.#key.format(first.timeMs, { node: this.#ctx.nodeName, input: first.input, batch: request.key, spool_id: this.#spoolId });
+  }
+
+  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    if (!this.#client) await this.start();
+    const objects = this.#key.vars.has('input') ? groupByInput(request.records) : [request.records];
+    try {
+      // Objects already written by an earlier attempt are written again under the same key: harmless.
+      for (const records of objects) await this.#putRecords(this.keyFor(request, records[0]!), records, signal);
+      return { kind: 'ok' };
+    } catch (err) {
+      if (err instanceof S3Error) return this.#classify(err);
+      return transportFailure(err, signal);
+    }
+  }
+
+  async #putRecords(key: string, records: readonly SpooledRecord[], signal: AbortSignal): Promise<void> {
+    const writer = this.#writers.take();
+    let body: Buffer;
+    try {
+      for (const r of records) {
+        writer.write(r.json);
+        writer.byte(0x0a);
+      }
+      body = await gzip(writer.view(), { level: this.#cfg.compression_level });
+    } finally {
+      this.#writers.give(writer);
+    }
+    if (body.length < this.#cfg.multipart_threshold) await this.#client!.putObject(key, body, this.#objectHeaders, signal);
+    else await this.#multipart(key, body, signal);
+  }
+
+  async #multipart(key: string, body: Buffer, signal: AbortSignal): Promise<void> {
+    const client = this.#client!;
+    const partBytes = Math.max(this.#cfg.multipart_part_bytes, Math.ceil(body.length / MAX_PARTS));
+    const uploadId = await client.createMultipartUpload(key, this.#objectHeaders, signal);
+    try {
+      const parts: CompletedPart[] = [];
+      for (let off = 0, n = 1; off < body.length; off += partBytes, n++) {
+        const etag = await client.uploadPart(key, uploadId, n, body.subarray(off, Math.min(body.length, off + partBytes)), signal);
+        parts.push({ partNumber: n, etag });
+      }
+      await client.completeMultipartUpload(key, uploadId, parts, signal);
+    } catch (err) {
+      // The next attempt starts a new upload; free the parts of this one. A crash
+      // here leaves them behind: a lifecycle rule (AbortIncompleteMultipartUpload) cleans those.
+      await client.abortMultipartUpload(key, uploadId, AbortSignal.timeout(5000)).catch((abortErr: unknown) => {
+        this.#ctx.log.warn({ key, err: errorMessage(abortErr) }, 'could not abort a failed multipart upload; a bucket lifecycle rule should clean it');
+      });
+      throw err;
+    }
+  }
+
+  #classify(err: S3Error): SendOutcome {
+    const reason = `${err.status === 0 ? err.code : `HTTP ${err.status} ${err.code}`}: ${err.message}`.slice(0, 500);
+    if (err.status === 0 || err.status === 403 || err.code === 'NoSuchBucket') {
+      this.#logProblem(err, reason);
+      return { kind: 'retryable', reason };
+    }
+    if (err.status === 413 || err.code === 'EntityTooLarge') return { kind: 'too_large', reason };
+    if (err.status === 408 || err.status === 429 || err.status >= 500 || RETRYABLE_CODES.has(err.code)) {
+      return { kind: 'retryable', reason, retryAfterMs: err.retryAfterMs };
+    }
+    if (err.status >= 400) return { kind: 'permanent', reason };
+    return { kind: 'retryable', reason };
+  }
+
+  #logProblem(err: S3Error, reason: string): void {
+    const now = Date.now();
+    if (now - this.#lastProblemLogMs < PROBLEM_LOG_INTERVAL_MS) return;
+    this.#lastProblemLogMs = now;
+    const what =
+      err.code === 'NoSuchBucket'
+        ? `bucket ${this.#cfg.bucket} does not exist`
+        : err.status === 0
+          ? 'no usable AWS credentials'
+          : 'S3 refused the request (expired or wrong credentials, or a policy denies it)';
+    this.#ctx.log.error({ bucket: this.#cfg.bucket, reason }, `${what}; retrying until fixed — nothing is dropped, the spool holds the data`);
+  }
+
+  async close(): Promise<void> {
+    await this.#client?.close();
+  }
+}
+
+function groupByInput(records: readonly SpooledRecord[]): SpooledRecord[][] {
+  const first = records[0]!.input;
+  if (records.every((r) => r.input === first)) return [records as SpooledRecord[]];
+  const byInput = new Map<string, SpooledRecord[]>();
+  for (const r of records) {
+    let list = byInput.get(r.input);
+    if (!list) byInput.set(r.input, (list = []));
+    list.push(r);
+  }
+  return [...byInput.values()];
+}
+
+/**
+ * A random id created once per state database. Spool batch ids restart at 1
+ * when the state directory is lost; with this id in the key a new spool can
+ * never overwrite objects an earlier one wrote.
+ */
+function spoolIdentity(ctx: OutputContext): string {
+  ctx.state.migrate('s3', ['CREATE TABLE s3_spool_identity (id TEXT NOT NULL)']);
+  const db = ctx.state.db;
+  const row = db.prepare('SELECT id FROM s3_spool_identity LIMIT 1').get() as { id: string } | undefined;
+  if (row) return row.id;
+  const id = randomBytes(4).toString('hex');
+  db.prepare('INSERT INTO s3_spool_identity (id) VALUES (?)').run(id);
+  return id;
+}
+
+async function credentialProvider(cfg: S3OutputConfig): Promise<CredentialProvider> {
+  if (cfg.access_key_id && cfg.secret_access_key) {
+    const id: Secret = cfg.access_key_id;
+    const key: Secret = cfg.secret_access_key;
+    const token: Secret | undefined = cfg.session_token;
+    // Files are re-read when they change, so rotated static keys are picked up.
+    return async (): Promise<AwsCredentials> => {
+      const c: AwsCredentials = { accessKeyId: id.get(), secretAccessKey: key.get() };
+      const t = token?.get();
+      if (t) c.sessionToken = t;
+      return c;
+    };
+  }
+  // Env, shared config/credentials files, IRSA web identity, EKS Pod Identity,
+  // ECS, IMDSv2; memoized, and refreshed shortly before the credentials expire.
+  const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
+  const chain = fromNodeProviderChain();
+  return () => chain() as Promise<AwsCredentials>;
+}
+
+export const s3Output: OutputPlugin<typeof schema> = {
+  kind: 'output',
+  type: 's3',
+  description: 'Gzipped NDJSON objects in S3 or an S3-compatible store; keys stable across retries.',
+  schema,
+  // The static values match the schema defaults (for the generated docs); senderDefaultsFor applies the configured ones.
+  senderDefaults: { maxBatchBytes: 32 * MIB, flushIntervalMs: 60_000, concurrency: 1, maxBatchRecords: 10_000_000, requestTimeoutMs: 300_000 },
+  senderDefaultsFor: (cfg) => ({ maxBatchBytes: cfg.max_object_bytes, flushIntervalMs: cfg.max_object_age }),
+  create: (cfg, ctx) => new S3Output(cfg, ctx),
+};
