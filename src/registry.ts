@@ -1,4 +1,5 @@
 import type { Plugin } from './plugin.ts';
+import { k8sEventsInput } from './inputs/k8s-events/plugin.ts';
 import { fileOutput } from './outputs/file/file.ts';
 import { stdoutOutput } from './outputs/stdout/stdout.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/elasticsearch.ts';
@@ -11,6 +12,7 @@ import { httpOutput } from './outputs/http/http.ts';
  */
 export const plugins: readonly Plugin[] = [
   // inputs
+  k8sEventsInput,
   // processors
   // outputs
   stdoutOutput,

@@ -1,0 +1,174 @@
+import type { InputContext, InputDeadLetter } from '../../plugin.ts';
+import type { LogRecord } from '../../pipeline/record.ts';
+import { isNewVersion, toRecord, type EventApi, type EventObject } from './convert.ts';
+import type { EventsState, SeenEntry } from './seen-set.ts';
+
+/**
+ * Turns event objects into records and commits them — with the seen-set rows
+ * and cursors they imply — in one spool transaction.
+ *
+ * Dedup looks, in order, at what is staged, what is being committed, and the
+ * committed state, so a version is never staged twice even while a commit is
+ * in flight.
+ *
+ * Without leader election every page or watch read is committed at once. A
+ * leader gathers for up to `flushIntervalMs` (its retry period) and mirrors
+ * its state into the Lease right after each commit: the Lease then lags the
+ * database by one Lease write at most, and writes to it stay bounded however
+ * fast events arrive.
+ */
+
+export interface CommitterOptions {
+  ctx: InputContext;
+  state: EventsState;
+  api: EventApi;
+  /** 0: commit each page / watch read at once; otherwise gather for up to this long. */
+  flushIntervalMs: number;
+  /** Commit early when this many records are staged; staging waits while one such commit runs. */
+  maxBatchRecords: number;
+  /** Runs inside the transaction; throwing rolls the batch back (the leader fence). */
+  fence?: () => void;
+  /** After each commit (the leader mirrors into its Lease). */
+  afterCommit?: () => Promise<void>;
+  /** A background commit failed: the collector must stop. */
+  onFatal?: (err: unknown) => void;
+  /** Committed seen-set size changed by this many rows. */
+  onSeenDelta?: (delta: number) => void;
+}
+
+interface Staged {
+  records: LogRecord[];
+  deadLetters: InputDeadLetter[];
+  seen: Map<string, SeenEntry>;
+  cursors: Map<string, string>;
+  newUids: number;
+}
+
+function empty(): Staged {
+  return { records: [], deadLetters: [], seen: new Map(), cursors: new Map(), newUids: 0 };
+}
+
+export class Committer {
+  readonly #o: CommitterOptions;
+  readonly #labels: { input: string };
+  #staged: Staged = empty();
+  #inflight: Staged | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #failure: unknown;
+  #closed = false;
+  /** Wall time of the last commit. */
+  lastCommitMs = 0;
+
+  constructor(opts: CommitterOptions) {
+    this.#o = opts;
+    this.#labels = { input: opts.ctx.name };
+  }
+
+  /** The scope's cursor as staged, in flight, or committed. */
+  cursor(scope: string): string | undefined {
+    return this.#staged.cursors.get(scope) ?? this.#inflight?.cursors.get(scope) ?? this.#o.state.cursor(scope)?.resourceVersion;
+  }
+
+  lastEmitted(uid: string): string | undefined {
+    return this.#staged.seen.get(uid)?.resourceVersion ?? this.#inflight?.seen.get(uid)?.resourceVersion ?? this.#o.state.lastEmitted(uid);
+  }
+
+  /**
+   * Stages the new versions among `objects` (and the cursor reached after
+   * them); resolves once committed, or staged when gathering. Rejects when a
+   * commit failed (the fence, or a closed spool).
+   */
+  async stage(scope: string, objects: readonly EventObject[], source: 'list' | 'watch', cursorAfter?: string): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const { ctx, api } = this.#o;
+    const m = ctx.metrics;
+    let duplicates = 0;
+    const s = this.#staged;
+    for (const obj of objects) {
+      const uid = obj.metadata?.uid;
+      const rv = obj.metadata?.resourceVersion;
+      if (!uid || !rv) {
+        s.deadLetters.push({ reason: 'invalid_event: no metadata.uid or metadata.resourceVersion', data: JSON.stringify(obj) });
+        continue;
+      }
+      const last = this.lastEmitted(uid);
+      if (!isNewVersion(rv, last, this.cursor(scope))) {
+        duplicates++;
+        continue;
+      }
+      s.records.push(toRecord(obj, api, ctx.name)!);
+      if (last === undefined) s.newUids++;
+      s.seen.set(uid, { uid, scope, resourceVersion: rv });
+    }
+    if (cursorAfter !== undefined && cursorAfter !== '') s.cursors.set(scope, cursorAfter);
+    if (objects.length > 0) {
+      m.eventsReceived.inc({ ...this.#labels, source }, objects.length);
+      ctx.telemetry.received(objects.length);
+    }
+    if (duplicates > 0) {
+      m.eventsDeduplicated.inc(this.#labels, duplicates);
+      ctx.telemetry.discarded('duplicate', duplicates);
+    }
+    if (this.#o.flushIntervalMs === 0 || s.records.length >= this.#o.maxBatchRecords) {
+      await this.flush();
+    } else if (this.#timer === undefined && !this.#closed) {
+      const waitMs = Math.max(0, this.lastCommitMs + this.#o.flushIntervalMs - Date.now());
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.flush().catch((err: unknown) => this.#o.onFatal?.(err));
+      }, waitMs);
+    }
+  }
+
+  /** Commits whatever is staged (serialized with other commits). */
+  flush(): Promise<void> {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const next = this.#chain.then(() => this.#commit());
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #commit(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const batch = this.#staged;
+    if (batch.records.length === 0 && batch.deadLetters.length === 0 && batch.cursors.size === 0) return;
+    this.#staged = empty();
+    this.#inflight = batch;
+    const { ctx, state, fence } = this.#o;
+    try {
+      await ctx.emit({
+        records: batch.records,
+        deadLetters: batch.deadLetters,
+        checkpoint: () => {
+          fence?.();
+          state.commit(batch.seen.values(), batch.cursors, Date.now());
+        },
+      });
+    } catch (err) {
+      this.#failure = err;
+      throw err;
+    } finally {
+      this.#inflight = undefined;
+    }
+    this.lastCommitMs = Date.now();
+    if (batch.records.length > 0) ctx.metrics.eventsEmitted.inc(this.#labels, batch.records.length);
+    if (batch.newUids > 0) this.#o.onSeenDelta?.(batch.newUids);
+    await this.#o.afterCommit?.();
+  }
+
+  /** Stops the gathering timer; staged records are dropped unless flushed first. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Forget anything staged (leadership lost: the next leader reads it again). */
+  discard(): void {
+    this.#staged = empty();
+  }
+}
