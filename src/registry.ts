@@ -5,6 +5,9 @@ import { stdoutOutput } from './outputs/stdout/stdout.ts';
 import { elasticsearchOutput } from './outputs/elasticsearch/elasticsearch.ts';
 import { s3Output } from './outputs/s3/s3.ts';
 import { httpOutput } from './outputs/http/http.ts';
+import { filterProcessor } from './processors/filter/filter.ts';
+import { redactProcessor } from './processors/redact/redact.ts';
+import { k8sMetadataProcessor } from './processors/k8s-metadata/k8s-metadata.ts';
 
 /**
  * Every plugin ktrail has, imported explicitly. A `type:` in the config that
@@ -14,6 +17,9 @@ export const plugins: readonly Plugin[] = [
   // inputs
   k8sEventsInput,
   // processors
+  filterProcessor,
+  redactProcessor,
+  k8sMetadataProcessor,
   // outputs
   stdoutOutput,
   fileOutput,
