@@ -2,13 +2,17 @@
 // events/s, CPU ms per MiB and peak RSS beside a reference measured in the
 // same run. KTRAIL_BENCH_SCALE=0.1 shrinks every case; KTRAIL_BENCH=name runs one.
 import { benchSpool } from './spool.ts';
+import { benchAuditFile } from './audit-file.ts';
 import { benchOutputs } from './outputs.ts';
 import { benchProcessors } from './processors.ts';
+import { benchK8sEvents } from './k8s-events.ts';
 
 const cases: Array<[string, () => Promise<void>]> = [
   ['spool', benchSpool],
+  ['audit-file', async () => void (await benchAuditFile())],
   ['outputs', benchOutputs],
   ['processors', benchProcessors],
+  ['k8s-events', benchK8sEvents],
 ];
 
 const only = process.env.KTRAIL_BENCH;

@@ -1,4 +1,5 @@
 import type { Plugin } from './plugin.ts';
+import { auditFileInput } from './inputs/audit-file/plugin.ts';
 import { k8sEventsInput } from './inputs/k8s-events/plugin.ts';
 import { fileOutput } from './outputs/file/file.ts';
 import { stdoutOutput } from './outputs/stdout/stdout.ts';
@@ -15,6 +16,7 @@ import { k8sMetadataProcessor } from './processors/k8s-metadata/k8s-metadata.ts'
  */
 export const plugins: readonly Plugin[] = [
   // inputs
+  auditFileInput,
   k8sEventsInput,
   // processors
   filterProcessor,

@@ -1,0 +1,632 @@
+import fsp from 'node:fs/promises';
+import { errorMessage } from '../../errors.ts';
+import { LogRecord } from '../../pipeline/record.ts';
+import type { EmitBatch, HealthReport, Input, InputContext, InputDeadLetter } from '../../plugin.ts';
+import { CHECKPOINT_MIGRATIONS, CheckpointStore, type CheckpointRow } from './checkpoints.ts';
+import { contentId, fingerprintOf, FINGERPRINT_MAX_BYTES, headMatches, readHead } from './identity.ts';
+import { isBlank, parseAuditLine, sniffOversize } from './parse.ts';
+import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandler, type OversizeLine } from './reader.ts';
+import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
+import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
+
+/**
+ * The audit_file input at run time: a rescan loop that keeps the tracker in
+ * step with the directory, and one reader per stream (the active file and its
+ * backups) that reads the stream's files oldest first.
+ *
+ * Invariants:
+ * - A file's offset moves only in the checkpoint callback of the emit that
+ *   stores the records read up to it (one emit per read chunk), and the reader
+ *   awaits that emit before reading more: a crash loses nothing committed and
+ *   re-reads nothing committed; a full spool pauses reading.
+ * - Offsets are always just past a complete line.
+ * - Every line is a record, a dead letter, or (blank lines only) skipped;
+ *   every file that vanished unread is a counted, logged gap.
+ */
+
+export interface AuditFileConfig {
+  paths: string[];
+  exclude: string[];
+  start_at: 'beginning' | 'end';
+  ignore_older?: number;
+  rescan_interval: number;
+  max_line_bytes: number;
+  on_oversize: 'dead_letter' | 'truncate';
+  oversize_sample_bytes: number;
+  on_parse_error: 'dead_letter' | 'pass_raw';
+  read_buffer_size: number;
+}
+
+/** Chunks one reader turn may read before the stream's order is looked at again. */
+const TURN_CHUNKS = 16;
+/** A trailing partial line of a file that stopped changing this long ago is final. */
+const SETTLE_MIN_MS = 2000;
+/** Consecutive failures (directory or file unreadable) before health() reports them. */
+const UNHEALTHY_AFTER = 3;
+/** Hint-driven rescans are at least this far apart. */
+const HINT_RESCAN_GAP_MS = 50;
+
+class Waker {
+  #resolve: (() => void) | undefined;
+  #pending = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  wake(): void {
+    const r = this.#resolve;
+    if (r) r();
+    else this.#pending = true;
+  }
+
+  wait(ms: number): Promise<void> {
+    if (this.#pending) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(this.#timer);
+        this.#resolve = undefined;
+        this.#pending = false;
+        resolve();
+      };
+      this.#resolve = done;
+      this.#timer = setTimeout(done, ms);
+    });
+  }
+}
+
+interface Batch {
+  records: LogRecord[];
+  deadLetters: InputDeadLetter[];
+  lines: number;
+  invalid: number;
+  oversize: number;
+}
+
+interface OpenFile {
+  file: TrackedFile;
+  source: FileSource;
+  /** Reads done through this descriptor. */
+  reads: number;
+}
+
+export class AuditFileInput implements Input {
+  readonly #cfg: AuditFileConfig;
+  readonly #ctx: InputContext;
+  readonly #name: string;
+  #store!: CheckpointStore;
+  #tracker!: Tracker;
+  #scanner!: Scanner;
+  #watcher: DirWatcher | undefined;
+  #firstRun = false;
+  #initialScanDone = false;
+  #stopped = false;
+  #started = false;
+  #scanLoop: Promise<void> | undefined;
+  readonly #scanWaker = new Waker();
+  readonly #readers = new Map<string, { waker: Waker; done: Promise<void> }>();
+  #failures = 0;
+  #lastFailure: string | undefined;
+  #lastHintScanMs = 0;
+  #reportedMissingDirs = new Set<string>();
+  #lagLabels = new Map<string, string>();
+
+  constructor(cfg: AuditFileConfig, ctx: InputContext) {
+    this.#cfg = cfg;
+    this.#ctx = ctx;
+    this.#name = ctx.name;
+  }
+
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    this.#ctx.state.migrate('audit_file', CHECKPOINT_MIGRATIONS);
+    this.#store = new CheckpointStore(this.#ctx.state.db, this.#name);
+    const rows = this.#store.load();
+    this.#tracker = new Tracker(rows);
+    this.#firstRun = this.#store.firstStartMs() === undefined && rows.length === 0;
+    const ignoreOlder = this.#cfg.ignore_older;
+    this.#scanner = new Scanner(compilePaths(this.#cfg.paths, this.#cfg.exclude), {
+      wantLineEnd: (o) =>
+        !o.compressed &&
+        ((this.#firstRun && !this.#initialScanDone && this.#cfg.start_at === 'end') ||
+          (ignoreOlder !== undefined && o.mtimeMs < Date.now() - ignoreOlder)),
+    });
+    this.#watcher = new DirWatcher(
+      (kind) => this.#onHint(kind),
+      (err) => this.#ctx.log.debug({ err: errorMessage(err) }, 'file watcher error (rescans continue)'),
+    );
+    this.#ctx.log.info(
+      { paths: this.#cfg.paths, exclude: this.#cfg.exclude, trackedFiles: rows.length, firstRun: this.#firstRun },
+      'audit_file input started',
+    );
+    this.#scanLoop = this.#runScans();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#scanWaker.wake();
+    for (const r of this.#readers.values()) r.waker.wake();
+    clearTimeout(this.#soon);
+    await this.#scanLoop;
+    await Promise.all([...this.#readers.values()].map((r) => r.done));
+    await this.#watcher?.close();
+  }
+
+  health(): HealthReport {
+    if (this.#failures >= UNHEALTHY_AFTER) return { ok: false, detail: this.#lastFailure ?? 'failing' };
+    return { ok: true };
+  }
+
+  #onHint(kind: 'change' | 'structure'): void {
+    for (const r of this.#readers.values()) r.waker.wake();
+    if (kind === 'structure') this.#scanWaker.wake();
+  }
+
+  // ---- discovery -------------------------------------------------------
+
+  async #runScans(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        await this.#scanOnce();
+      } catch (err) {
+        this.#fail(`rescan failed: ${errorMessage(err)}`);
+      }
+      if (this.#stopped) break;
+      await this.#scanWaker.wait(this.#cfg.rescan_interval);
+      // Let a burst of hints (rename, create, write) settle into one rescan.
+      const gap = this.#lastHintScanMs + HINT_RESCAN_GAP_MS - Date.now();
+      if (gap > 0 && !this.#stopped) await new Promise((r) => setTimeout(r, gap));
+      this.#lastHintScanMs = Date.now();
+    }
+  }
+
+  async #scanOnce(): Promise<void> {
+    const scan = await this.#scanner.scan();
+    if (this.#stopped) return;
+    this.#noteScanProblems(scan);
+    const existingDirs = [...this.#scanner.patterns.dirs.keys()].filter((d) => !scan.missingDirs.includes(d));
+    this.#watcher?.ensure(existingDirs);
+    for (const d of scan.missingDirs) this.#watcher?.forget(d);
+    // Unreadable directories prove nothing about their files: skip this round.
+    if (scan.errors.some((e) => this.#scanner.patterns.dirs.has(e.path))) return;
+
+    const nowMs = Date.now();
+    const initial = !this.#initialScanDone;
+    const result = this.#tracker.reconcile(scan.files, {
+      nowMs,
+      consistent: scan.consistent,
+      skipNew: this.#firstRun && initial && this.#cfg.start_at === 'end',
+      ignoreOlderThanMs: this.#cfg.ignore_older !== undefined ? nowMs - this.#cfg.ignore_older : undefined,
+    });
+    this.#initialScanDone = true;
+    this.#report(result);
+    await this.#persist(result, initial && this.#firstRun);
+    this.#updateGauges();
+    this.#ensureReaders();
+    // A file missing from this look is found again (or proven gone) by the next one, soon.
+    if ([...this.#tracker.files.values()].some((f) => f.missingScans > 0)) this.#scanSoon();
+  }
+
+  #scanSoon(): void {
+    if (this.#soon !== undefined || this.#stopped) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      this.#scanWaker.wake();
+    }, Math.min(this.#cfg.rescan_interval, 100));
+  }
+
+  #soon: NodeJS.Timeout | undefined;
+
+  #noteScanProblems(scan: ScanResult): void {
+    for (const d of scan.missingDirs) {
+      if (this.#reportedMissingDirs.has(d)) continue;
+      this.#reportedMissingDirs.add(d);
+      this.#ctx.log.info({ dir: d }, 'audit log directory does not exist (yet); looking again on every rescan');
+    }
+    for (const d of this.#reportedMissingDirs) if (!scan.missingDirs.includes(d)) this.#reportedMissingDirs.delete(d);
+    if (scan.errors.length === 0) {
+      // An unreadable file is among the errors too, so a clean rescan means the input is fine again.
+      if (this.#failures > 0) this.#recover();
+      return;
+    }
+    const first = scan.errors[0]!;
+    this.#fail(`cannot read ${first.path}: ${first.error.code ?? first.error.message}`);
+  }
+
+  #fail(detail: string): void {
+    this.#failures++;
+    this.#ctx.telemetry.error('read_error');
+    if (detail !== this.#lastFailure || this.#failures === UNHEALTHY_AFTER) {
+      this.#ctx.log.error({ failures: this.#failures }, detail);
+    }
+    this.#lastFailure = detail;
+  }
+
+  #recover(): void {
+    this.#ctx.log.info({ after: this.#failures }, 'audit_file input recovered');
+    this.#failures = 0;
+    this.#lastFailure = undefined;
+  }
+
+  #report(r: ReconcileResult): void {
+    const { metrics, log } = this.#ctx;
+    for (const f of r.rotations) {
+      metrics.auditRotations.inc({ input: this.#name });
+      log.debug({ file: f.path }, 'rotation: active file renamed');
+    }
+    for (const { old, path } of r.replaced) {
+      if (old.detachReason === 'truncated') {
+        metrics.auditTruncations.inc({ input: this.#name });
+        log.warn({ file: path, offset: old.offset, size: old.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
+      } else {
+        log.debug({ file: path, previous: old.path }, 'inode reused by another file');
+      }
+    }
+    for (const f of r.skipped) log.info({ file: f.path, offset: f.offset }, 'file seen for the first time skipped to its end (start_at: end / ignore_older)');
+    for (const { file, gapBytes, reason } of r.removed) {
+      this.#dropLag(file);
+      if (gapBytes <= 0) continue;
+      metrics.auditGapBytes.inc({ input: this.#name, reason }, gapBytes);
+      metrics.auditGapFiles.inc({ input: this.#name, reason });
+      log.warn(
+        { file: file.path, lostBytes: gapBytes, offset: file.offset, size: file.size, reason },
+        `gap: ${file.path} was ${reason === 'truncated' ? 'truncated' : 'deleted'} before it was read to the end; ${gapBytes} bytes lost`,
+      );
+    }
+  }
+
+  async #persist(r: ReconcileResult, markStart: boolean): Promise<void> {
+    if (r.dirty.length === 0 && r.removed.length === 0 && !markStart) return;
+    const nowMs = Date.now();
+    const rows: CheckpointRow[] = r.dirty.map((f) => f.toRow(nowMs));
+    const removed = r.removed.map((x) => x.file.id);
+    await this.#ctx.emit({
+      records: [],
+      checkpoint: () => {
+        if (markStart) this.#store.markStarted(nowMs);
+        for (const row of rows) this.#store.upsertFile(row);
+        for (const id of removed) this.#store.remove(id);
+      },
+    });
+  }
+
+  #updateGauges(): void {
+    const { metrics } = this.#ctx;
+    let tracked = 0;
+    for (const f of this.#tracker.files.values()) {
+      if (!f.attached) continue;
+      tracked++;
+      this.#setLag(f);
+    }
+    metrics.auditFilesTracked.set({ input: this.#name }, tracked);
+  }
+
+  #setLag(f: TrackedFile): void {
+    const prev = this.#lagLabels.get(f.id);
+    if (prev !== undefined && prev !== f.path) this.#ctx.metrics.auditLagBytes.remove({ input: this.#name, file: prev });
+    this.#lagLabels.set(f.id, f.path);
+    this.#ctx.metrics.auditLagBytes.set({ input: this.#name, file: f.path }, f.size >= 0 ? Math.max(0, f.size - f.offset) : 0);
+  }
+
+  #dropLag(f: TrackedFile): void {
+    const prev = this.#lagLabels.get(f.id);
+    if (prev === undefined) return;
+    this.#lagLabels.delete(f.id);
+    this.#ctx.metrics.auditLagBytes.remove({ input: this.#name, file: prev });
+  }
+
+  #ensureReaders(): void {
+    if (this.#stopped) return;
+    for (const key of this.#tracker.streamKeys()) {
+      const existing = this.#readers.get(key);
+      if (existing) {
+        existing.waker.wake();
+        continue;
+      }
+      const waker = new Waker();
+      const entry = { waker, done: Promise.resolve() };
+      this.#readers.set(key, entry);
+      entry.done = this.#runStream(key, waker).finally(() => {
+        if (this.#readers.get(key) === entry) this.#readers.delete(key);
+      });
+    }
+  }
+
+  // ---- reading ---------------------------------------------------------
+
+  /** Reads one stream's files, oldest first, then tails the newest. */
+  async #runStream(key: string, waker: Waker): Promise<void> {
+    const owner = {};
+    const splitter = new LineSplitter({
+      bufferBytes: this.#cfg.read_buffer_size,
+      maxLineBytes: this.#cfg.max_line_bytes,
+      sampleBytes: this.#cfg.oversize_sample_bytes,
+    });
+    let open: OpenFile | undefined;
+    const release = async () => {
+      if (!open) return;
+      if (open.file.openBy === owner) open.file.openBy = undefined;
+      const src = open.source;
+      open = undefined;
+      await src.close();
+    };
+    let backoffMs = 100;
+    try {
+      while (!this.#stopped) {
+        const files = this.#tracker.stream(key).filter((f) => f.attached || f.openBy === owner);
+        if (files.length === 0 && !open) return;
+        const next = this.#pick(files, owner);
+        if (!next) {
+          await release();
+          await waker.wait(this.#cfg.rescan_interval);
+          continue;
+        }
+        if (open && open.file !== next) await release();
+        if (!open) {
+          const source = await this.#open(next);
+          if (!source) {
+            await waker.wait(this.#cfg.rescan_interval);
+            continue;
+          }
+          next.openBy = owner;
+          open = { file: next, source, reads: 0 };
+          splitter.reset(next.offset);
+        }
+        let outcome: 'more' | 'idle';
+        try {
+          outcome = await this.#turn(open, splitter, files);
+          backoffMs = 100;
+        } catch (err) {
+          const file = open.file;
+          await release();
+          if (this.#stopped) break;
+          this.#readFailed(file, err);
+          await waker.wait(backoffMs);
+          backoffMs = Math.min(backoffMs * 2, 10_000);
+          continue;
+        }
+        if (outcome === 'idle') await waker.wait(this.#cfg.rescan_interval);
+      }
+    } finally {
+      await release();
+    }
+  }
+
+  /** The oldest file with something to read; else the newest plain file, to tail. */
+  #pick(files: TrackedFile[], owner: object): TrackedFile | undefined {
+    const now = Date.now();
+    // A file the last rescan did not see may be a rotated active file whose
+    // new name it missed: finish the open file, but start nothing newer
+    // until the next rescan finds it (or proves it gone).
+    if (files.some((f) => f.missingScans > 0 && f.attached && f.openBy === undefined && f.mayHaveMore)) {
+      this.#scanSoon();
+      const current = files.find((f) => f.openBy === owner && f.attached && !f.compressed && f.exhaustedAt < 0);
+      return current;
+    }
+    let tail: TrackedFile | undefined;
+    for (const f of files) {
+      if (f.openBy !== undefined && f.openBy !== owner) continue;
+      if (!f.attached) continue;
+      if (f.retryAtMs > now) continue;
+      if (f.compressed) {
+        if (f.size < 0 || f.offset < f.size) return f;
+        continue;
+      }
+      // The open file is finished first: its size as last seen may be stale.
+      if (f.openBy === owner && f.exhaustedAt < 0) return f;
+      if (f.size > Math.max(f.offset, f.exhaustedAt)) return f;
+      tail = f;
+    }
+    // Only the newest file is tailed; an older one is read again when a rescan shows it grew.
+    const newest = files[files.length - 1];
+    return tail !== undefined && tail === newest ? tail : undefined;
+  }
+
+  async #open(f: TrackedFile): Promise<FileSource | undefined> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(f.path, 'r');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') {
+        // Renamed since the last rescan: the next one says where it is.
+        this.#scanWaker.wake();
+        return undefined;
+      }
+      this.#readFailed(f, err);
+      return undefined;
+    }
+    try {
+      const st = await fh.stat({ bigint: true });
+      if (st.dev.toString() !== f.dev || st.ino.toString() !== f.ino) {
+        // The path now names another file (rotation since the last rescan).
+        await fh.close();
+        this.#scanWaker.wake();
+        return undefined;
+      }
+      if (!f.compressed) return new PlainSource(fh);
+      if (f.size >= 0 && f.offset >= f.size) {
+        await fh.close();
+        return undefined;
+      }
+      return new GzipSource(fh, f.offset);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      this.#readFailed(f, err);
+      return undefined;
+    }
+  }
+
+  #readFailed(f: TrackedFile, err: unknown): void {
+    // Not retried in a tight loop: the stream goes on with its other files meanwhile.
+    f.retryAtMs = Date.now() + Math.max(this.#cfg.rescan_interval * 5, 1000);
+    this.#fail(`cannot read ${f.path}: ${errorMessage(err)}`);
+  }
+
+  /**
+   * Reads up to TURN_CHUNKS chunks of the open file, one emit per chunk.
+   * 'idle' when caught up with the newest file of the stream.
+   */
+  async #turn(open: OpenFile, splitter: LineSplitter, files: TrackedFile[]): Promise<'more' | 'idle'> {
+    const { source } = open;
+    if (source instanceof PlainSource && (await this.#contentChanged(open.file, source, splitter))) {
+      this.#replaced(open);
+      return 'more';
+    }
+    for (let i = 0; i < TURN_CHUNKS && !this.#stopped; i++) {
+      open.reads++;
+      const f = open.file;
+      const batch: Batch = { records: [], deadLetters: [], lines: 0, invalid: 0, oversize: 0 };
+      const handler = this.#handler(f, batch);
+      const before = splitter.readPosition;
+      const n = await source.fill(splitter, handler);
+      if (n === 0) return this.#atEnd(open, splitter, files, batch, handler);
+      this.#ctx.metrics.auditBytesRead.inc({ input: this.#name }, splitter.readPosition - before);
+      if (splitter.committedOffset !== f.offset) await this.#emit(f, splitter.committedOffset, batch, Math.max(f.size, splitter.readPosition));
+    }
+    return 'more';
+  }
+
+  /** The open plain file no longer holds the content its row describes (truncated, replaced). */
+  async #contentChanged(f: TrackedFile, source: PlainSource, splitter: LineSplitter): Promise<boolean> {
+    if (f.fp === undefined) {
+      const fp = fingerprintOf(await readHead(source.fh, FINGERPRINT_MAX_BYTES));
+      if (fp !== undefined) f.fp = fp;
+      const st = await source.fh.stat();
+      return st.size < splitter.readPosition;
+    }
+    const head = await readHead(source.fh, f.fp.length);
+    if (!headMatches(head, f.fp)) return true;
+    const st = await source.fh.stat();
+    return st.size < splitter.readPosition;
+  }
+
+  /**
+   * The open file's inode no longer holds the row's content. Read from this
+   * descriptor before, it was truncated (or rewritten) in place; found so at
+   * the first look, the inode was reused by another file since the last
+   * rescan. Either way the row is detached and the rescan, which sees the
+   * whole directory at once, decides what the inode is now, so that newer
+   * content is never read before older backups it has not listed yet.
+   */
+  #replaced(open: OpenFile): void {
+    const f = open.file;
+    const truncated = open.reads > 0 || f.offset > 0;
+    if (truncated) {
+      this.#ctx.metrics.auditTruncations.inc({ input: this.#name });
+      this.#ctx.log.warn({ file: f.path, offset: f.offset, size: f.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
+    }
+    this.#tracker.detach(f, truncated ? 'truncated' : 'deleted');
+    this.#scanWaker.wake();
+  }
+
+  async #atEnd(open: OpenFile, splitter: LineSplitter, files: TrackedFile[], batch: Batch, handler: LineHandler): Promise<'more' | 'idle'> {
+    const f = open.file;
+    const { source } = open;
+    if (source instanceof GzipSource) {
+      if (source.shortBy > 0) {
+        this.#ctx.log.warn({ file: f.path, offset: f.offset, shortBy: source.shortBy }, '.gz is shorter than the checkpoint inside it; nothing left to read');
+      }
+      splitter.flushPartial(handler);
+      const end = Math.max(splitter.committedOffset, f.offset);
+      await this.#emit(f, end, batch, end);
+      return 'more';
+    }
+    const st = await (source as PlainSource).fh.stat();
+    if (st.size < splitter.readPosition) return 'more'; // truncated: the next turn restarts it
+    f.mtimeMs = st.mtimeMs;
+    const newest = files[files.length - 1];
+    const final = st.nlink === 0 || (newest !== undefined && newest !== f && f.isBackup);
+    const stale = Date.now() - st.mtimeMs >= Math.max(SETTLE_MIN_MS, 2 * this.#cfg.rescan_interval);
+    if (splitter.pendingBytes > 0 && final && stale) {
+      // A backup that ends without a newline will never get one.
+      splitter.flushPartial(handler);
+    }
+    if (splitter.committedOffset !== f.offset || f.size !== st.size) {
+      await this.#emit(f, splitter.committedOffset, batch, st.size);
+    }
+    if (newest === f || newest === undefined) return 'idle';
+    if (splitter.pendingBytes > 0 && !stale) return 'idle'; // wait for the line to complete (or settle)
+    f.exhaustedAt = splitter.readPosition;
+    return 'more';
+  }
+
+  async #emit(f: TrackedFile, offset: number, batch: Batch, size: number): Promise<void> {
+    const nowMs = Date.now();
+    const row = f.toRow(nowMs, { offset, size });
+    const emitBatch: EmitBatch = {
+      records: batch.records,
+      deadLetters: batch.deadLetters.length > 0 ? batch.deadLetters : undefined,
+      checkpoint: () => this.#store.advance(row),
+    };
+    const { metrics, telemetry } = this.#ctx;
+    const input = this.#name;
+    if (batch.records.length > 0) telemetry.received(batch.records.length, offset - f.offset);
+    await this.#ctx.emit(emitBatch);
+    f.offset = offset;
+    f.size = size;
+    if (batch.lines > 0) metrics.auditLines.inc({ input }, batch.lines);
+    if (batch.invalid > 0) metrics.auditInvalidLines.inc({ input, action: this.#cfg.on_parse_error }, batch.invalid);
+    if (batch.oversize > 0) {
+      metrics.auditOversizeLines.inc({ input, action: this.#cfg.on_oversize }, batch.oversize);
+      telemetry.discarded('oversize', this.#cfg.on_oversize === 'dead_letter' ? batch.oversize : 0);
+    }
+    if (batch.invalid > 0 && this.#cfg.on_parse_error === 'dead_letter') telemetry.discarded('parse_error', batch.invalid);
+    this.#setLag(f);
+  }
+
+  #handler(f: TrackedFile, batch: Batch): LineHandler {
+    const input = this.#name;
+    const cfg = this.#cfg;
+    const nowMs = Date.now();
+    const fileRef = () => (f.fp ? contentId(f.fp) : f.id);
+    return {
+      line: (buf, start, end, offset) => {
+        batch.lines++;
+        if (offset === 0 && f.fp === undefined) {
+          f.fp = fingerprintOf(buf.subarray(start, Math.min(end + 1, buf.length, start + FINGERPRINT_MAX_BYTES)));
+        }
+        let e = end;
+        if (e > start && buf[e - 1] === 0x0d) e--;
+        const text = buf.toString('utf8', start, e);
+        if (isBlank(text)) return;
+        const p = parseAuditLine(text, nowMs);
+        if (p.ok) {
+          batch.records.push(new LogRecord({ id: p.id, timeMs: p.timeMs, input, raw: text, doc: p.doc }));
+          return;
+        }
+        batch.invalid++;
+        const id = `${fileRef()}:${offset}`;
+        if (cfg.on_parse_error === 'pass_raw') {
+          const doc = { message: text, ktrail_parse_error: p.error };
+          batch.records.push(new LogRecord({ id, timeMs: nowMs, input, raw: JSON.stringify(doc), doc }));
+        } else {
+          batch.deadLetters.push({ reason: `parse_error: ${p.error} (${f.path} offset ${offset})`, data: text, recordId: id });
+        }
+      },
+      oversize: (o: OversizeLine) => {
+        batch.lines++;
+        batch.oversize++;
+        if (o.offset === 0 && f.fp === undefined) f.fp = fingerprintOf(o.head);
+        const head = o.head.toString('utf8');
+        const sniffed = sniffOversize(head, o.tail.toString('utf8'));
+        const id = sniffed.id ?? `${fileRef()}:${o.offset}`;
+        const reason = `oversize: line of ${o.bytes} bytes exceeds max_line_bytes ${cfg.max_line_bytes} (${f.path} offset ${o.offset}); data holds its first ${o.head.length} bytes`;
+        if (cfg.on_oversize === 'truncate') {
+          const doc = {
+            message: head,
+            ktrail_truncated: { original_bytes: o.bytes, kept_bytes: o.head.length, max_line_bytes: cfg.max_line_bytes },
+            ...(sniffed.id !== undefined ? { auditID: sniffed.id.slice(0, sniffed.id.lastIndexOf(':')), stage: sniffed.id.slice(sniffed.id.lastIndexOf(':') + 1) } : {}),
+          };
+          batch.records.push(new LogRecord({ id, timeMs: sniffed.timeMs ?? nowMs, input, raw: JSON.stringify(doc), doc }));
+        } else {
+          batch.deadLetters.push({ reason, data: head, recordId: id });
+        }
+        this.#ctx.log.warn({ file: f.path, offset: o.offset, bytes: o.bytes, maxLineBytes: cfg.max_line_bytes, action: cfg.on_oversize, id }, 'oversize audit line');
+      },
+    };
+  }
+}
+
