@@ -1,0 +1,547 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { serviceSchema } from '../../src/config/schema.ts';
+import { createMetrics } from '../../src/telemetry/metrics.ts';
+import { unknownFields } from './k8s-fields.ts';
+import {
+  find,
+  loadFile,
+  loadObjects,
+  MANIFESTS,
+  REPO,
+  yamlFiles,
+  type Container,
+  type K8sObject,
+  type LoadedObject,
+  type PolicyRule,
+  type Workload,
+} from './manifests.ts';
+
+/**
+ * The Kubernetes manifests: every object is valid against the Kubernetes
+ * schemas (kubernetes-models) with no unknown field, and the deployment
+ * invariants docs/deploy.md and docs/security.md promise hold — each one
+ * fails here if a manifest edit breaks it.
+ */
+
+const NAMESPACE = 'ktrail';
+const objects = loadObjects();
+const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
+const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
+const workloads = [daemonSet, deployment];
+const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+
+/** Kinds the Prometheus Operator defines: not in kubernetes-models, checked by hand below. */
+const OPERATOR_KINDS = new Set(['ServiceMonitor', 'PrometheusRule']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'PriorityClass']);
+
+function mainContainer(w: Workload): Container {
+  expect(w.spec.template.spec.containers).toHaveLength(1);
+  return w.spec.template.spec.containers[0]!;
+}
+
+function embeddedConfig(cmName: string): { text: string; doc: Record<string, unknown> } {
+  const cm = find<K8sObject & { data: Record<string, string> }>(objects, 'ConfigMap', cmName);
+  const text = cm.data['ktrail.yaml']!;
+  expect(typeof text).toBe('string');
+  return { text, doc: parseYaml(text) as Record<string, unknown> };
+}
+
+function allStrings(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) value.forEach((v) => allStrings(v, out));
+  else if (value && typeof value === 'object') Object.values(value).forEach((v) => allStrings(v, out));
+  return out;
+}
+
+describe('manifests: files and kustomizations', () => {
+  it('parses every manifest file (multi-document YAML) into objects with apiVersion, kind and name', () => {
+    expect(objects.length).toBeGreaterThan(10);
+    for (const { file, obj } of objects) {
+      expect(typeof obj.apiVersion, file).toBe('string');
+      expect(typeof obj.kind, file).toBe('string');
+      expect(obj.metadata?.name, `${file} ${obj.kind}`).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    }
+  });
+
+  it('has no two objects with the same kind, namespace and name', () => {
+    const keys = objects.map(({ obj }) => `${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  // Each kustomization must list exactly the YAML files of its directory:
+  // a file left out is silently not installed.
+  const kustomizations = yamlFiles(MANIFESTS).filter((f) => path.basename(f) === 'kustomization.yaml');
+  it('has the default kustomization and the optional monitoring one', () => {
+    expect(kustomizations).toEqual(['manifests/kustomization.yaml', 'manifests/monitoring/kustomization.yaml']);
+  });
+  for (const k of kustomizations) {
+    it(`${k} lists every manifest file of its directory, and only existing ones`, () => {
+      const dir = path.dirname(path.join(REPO, k));
+      const doc = parseYaml(fs.readFileSync(path.join(REPO, k), 'utf8')) as { apiVersion: string; kind: string; resources: string[]; components?: string[] };
+      expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+      expect(doc.kind).toBe('Kustomization');
+      const here = fs
+        .readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
+        .sort();
+      expect([...doc.resources].sort()).toEqual(here);
+      expect(doc.components ?? []).toEqual([]);
+    });
+  }
+
+  it('keeps the optional parts (monitoring CRDs, the example Secret) out of the default kustomization', () => {
+    const doc = parseYaml(fs.readFileSync(path.join(MANIFESTS, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+    for (const r of doc.resources) expect(r).not.toMatch(/\//);
+    const defaults = doc.resources.flatMap((r) => loadFile(`manifests/${r}`));
+    expect(defaults.filter(({ obj }) => OPERATOR_KINDS.has(obj.kind) || obj.kind === 'Secret')).toEqual([]);
+    expect(objects.some(({ file, obj }) => file.startsWith('manifests/examples/') && obj.kind === 'Secret')).toBe(true);
+  });
+
+  it('pins the image to the package version (one place to change on upgrade)', () => {
+    const k = parseYaml(fs.readFileSync(path.join(MANIFESTS, 'kustomization.yaml'), 'utf8')) as { images: Array<{ name: string; newTag: string }> };
+    expect(k.images).toEqual([expect.objectContaining({ name: 'ktrail', newTag: pkg.version })]);
+    for (const w of workloads) expect(mainContainer(w).image).toBe(`ktrail:${pkg.version}`);
+  });
+});
+
+describe('manifests: Kubernetes schemas', () => {
+  for (const { file, obj } of objects.filter(({ obj }) => !OPERATOR_KINDS.has(obj.kind))) {
+    it(`${file}: ${obj.kind}/${obj.metadata.name} validates against ${obj.apiVersion} ${obj.kind} with no unknown field`, async () => {
+      const mod = (await import(/* @vite-ignore */ `kubernetes-models/${obj.apiVersion}/${obj.kind}`)) as Record<string, new (data: unknown) => { validate(): void }>;
+      const Model = mod[obj.kind];
+      expect(Model, `kubernetes-models has no ${obj.apiVersion} ${obj.kind}`).toBeTypeOf('function');
+      expect(() => new Model!(obj).validate()).not.toThrow();
+      expect(unknownFields(obj, obj.apiVersion, obj.kind)).toEqual([]);
+    });
+  }
+
+  it('the unknown-field check catches a misspelt security setting (the check itself works)', () => {
+    const copy = structuredClone(daemonSet) as unknown as { spec: { template: { spec: { containers: Array<{ securityContext: Record<string, unknown> }> } } } };
+    copy.spec.template.spec.containers[0]!.securityContext.readOnlyRootFileSystem = true;
+    expect(unknownFields(copy, 'apps/v1', 'DaemonSet')).toEqual(['spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem']);
+  });
+
+  it('puts every namespaced object in the ktrail namespace and no cluster-scoped one in any', () => {
+    for (const { file, obj } of objects) {
+      if (CLUSTER_SCOPED.has(obj.kind)) expect(obj.metadata.namespace, `${file} ${obj.kind}`).toBeUndefined();
+      else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(NAMESPACE);
+    }
+    expect(find(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+
+  it('labels every object as part of ktrail', () => {
+    for (const { file, obj } of objects) {
+      expect(obj.metadata.labels?.['app.kubernetes.io/part-of'], `${file} ${obj.kind}/${obj.metadata.name}`).toBe('ktrail');
+    }
+  });
+});
+
+describe('manifests: RBAC is least privilege', () => {
+  const rbac = objects.filter(({ obj }) => ['ClusterRole', 'Role'].includes(obj.kind));
+  const rulesOf = (kind: string, name: string) => find<K8sObject & { rules: PolicyRule[] }>(objects, kind, name).rules;
+  /** A rule set as "group/resource[:names] verb" strings, to compare exactly. */
+  const grants = (rules: PolicyRule[]) =>
+    rules
+      .flatMap((r) =>
+        (r.apiGroups ?? []).flatMap((g) =>
+          (r.resources ?? []).flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res}${r.resourceNames ? `:${r.resourceNames.join(',')}` : ''} ${v}`)),
+        ),
+      )
+      .sort();
+
+  it('has no wildcard anywhere in any rule, and no non-resource URLs', () => {
+    expect(rbac.length).toBe(3);
+    for (const { obj } of rbac) {
+      for (const rule of (obj as unknown as { rules: PolicyRule[] }).rules) {
+        for (const v of [...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...(rule.verbs ?? []), ...(rule.resourceNames ?? [])]) {
+          expect(v, `${obj.kind}/${obj.metadata.name}`).not.toContain('*');
+        }
+        expect(rule.nonResourceURLs).toBeUndefined();
+      }
+    }
+  });
+
+  it('never grants access to Secrets, ConfigMaps or write access to anything but the Lease', () => {
+    for (const { obj } of rbac) {
+      for (const rule of (obj as unknown as { rules: PolicyRule[] }).rules) {
+        expect(rule.resources).not.toContain('secrets');
+        expect(rule.resources).not.toContain('configmaps');
+        const writes = rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v));
+        if (writes.length > 0) {
+          expect(obj.kind).toBe('Role');
+          expect(rule.resources).toEqual(['leases']);
+        }
+      }
+    }
+  });
+
+  it('audit agent: get/list/watch pods, namespaces and replicasets (k8s_metadata enrichment), nothing else', () => {
+    expect(grants(rulesOf('ClusterRole', 'ktrail-audit-agent'))).toEqual(
+      ['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)).sort(),
+    );
+  });
+
+  it('events collector: list/watch events in both API groups, get/list/watch pods, namespaces and replicasets', () => {
+    expect(grants(rulesOf('ClusterRole', 'ktrail-events-collector'))).toEqual(
+      [
+        'core/events list',
+        'core/events watch',
+        'events.k8s.io/events list',
+        'events.k8s.io/events watch',
+        ...['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)),
+      ].sort(),
+    );
+  });
+
+  it('events collector: get/create/update of its one Lease, in its own namespace only (a Role, not a ClusterRole)', () => {
+    const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
+    expect(role.metadata.namespace).toBe(NAMESPACE);
+    expect(grants(role.rules)).toEqual(
+      ['coordination.k8s.io/leases create', 'coordination.k8s.io/leases:ktrail-events-collector get', 'coordination.k8s.io/leases:ktrail-events-collector update'].sort(),
+    );
+    for (const { obj } of objects.filter(({ obj }) => obj.kind === 'ClusterRole')) {
+      expect(JSON.stringify(obj)).not.toContain('leases');
+    }
+    const binding = find<K8sObject & { roleRef: { kind: string; name: string }; subjects: unknown[] }>(objects, 'RoleBinding', 'ktrail-events-collector-lease');
+    expect(binding.metadata.namespace).toBe(NAMESPACE);
+    expect(binding.roleRef).toMatchObject({ kind: 'Role', name: role.metadata.name });
+  });
+
+  it('binds each role to its own workload ServiceAccount only', () => {
+    const bindings = objects.filter(({ obj }) => obj.kind === 'ClusterRoleBinding' || obj.kind === 'RoleBinding');
+    expect(bindings).toHaveLength(3);
+    for (const { obj } of bindings) {
+      const b = obj as unknown as { roleRef: { apiGroup: string; kind: string; name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
+      find(objects, b.roleRef.kind, b.roleRef.name);
+      expect(b.subjects).toHaveLength(1);
+      expect(b.subjects[0]).toMatchObject({ kind: 'ServiceAccount', namespace: NAMESPACE });
+      find(objects, 'ServiceAccount', b.subjects[0]!.name);
+      // The role is meant for the same component as the account it is bound to.
+      expect(b.roleRef.name.startsWith(b.subjects[0]!.name)).toBe(true);
+    }
+    expect(daemonSet.spec.template.spec.serviceAccountName).toBe('ktrail-audit-agent');
+    expect(deployment.spec.template.spec.serviceAccountName).toBe('ktrail-events-collector');
+  });
+});
+
+describe('manifests: pod security (both workloads)', () => {
+  for (const w of workloads) {
+    const name = `${w.kind}/${w.metadata.name}`;
+    const pod = w.spec.template.spec;
+    it(`${name}: read-only root fs, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault`, () => {
+      const sc = mainContainer(w).securityContext!;
+      expect(sc.readOnlyRootFilesystem).toBe(true);
+      expect(sc.allowPrivilegeEscalation).toBe(false);
+      expect(sc.privileged ?? false).toBe(false);
+      expect(sc.capabilities?.drop).toEqual(['ALL']);
+      expect(sc.capabilities?.add ?? []).toEqual([]);
+      expect(pod.securityContext?.seccompProfile?.type).toBe('RuntimeDefault');
+      expect((sc.seccompProfile as { type: string } | undefined)?.type ?? 'RuntimeDefault').toBe('RuntimeDefault');
+      expect(pod.hostNetwork ?? false).toBe(false);
+      expect(pod.hostPID ?? false).toBe(false);
+      expect(pod.hostIPC ?? false).toBe(false);
+      expect(pod.initContainers ?? []).toEqual([]);
+    });
+
+    it(`${name}: a size-limited tmpfs on /tmp, since the root filesystem is read-only`, () => {
+      const mount = mainContainer(w).volumeMounts!.find((m) => m.mountPath === '/tmp')!;
+      const vol = pod.volumes!.find((v) => v.name === mount.name)!;
+      expect(vol.emptyDir).toMatchObject({ medium: 'Memory' });
+      expect(vol.emptyDir?.sizeLimit).toBeDefined();
+    });
+
+    it(`${name}: every mount names a volume, every volume is mounted, only the state and /tmp are writable`, () => {
+      const mounts = mainContainer(w).volumeMounts!;
+      const vols = pod.volumes!;
+      expect(new Set(mounts.map((m) => m.name))).toEqual(new Set(vols.map((v) => v.name)));
+      for (const m of mounts) {
+        expect(m.subPath, `${m.name}: subPath mounts never see updates (rotated Secrets)`).toBeUndefined();
+        if (m.mountPath === '/tmp' || m.mountPath === '/var/lib/ktrail') continue;
+        expect(m.readOnly, `${name} ${m.mountPath}`).toBe(true);
+      }
+      for (const v of vols.filter((v) => v.configMap)) find(objects, 'ConfigMap', v.configMap!.name);
+    });
+
+    it(`${name}: secrets arrive as files with restrictive modes, never as environment variables`, () => {
+      const c = mainContainer(w);
+      for (const e of c.env ?? []) expect(e.valueFrom?.secretKeyRef, e.name).toBeUndefined();
+      const secrets = pod.volumes!.filter((v) => v.secret);
+      expect(secrets.length).toBeGreaterThan(0);
+      for (const v of secrets) expect(v.secret!.defaultMode! & 0o007).toBe(0);
+    });
+
+    it(`${name}: NODE_NAME, POD_NAME and POD_NAMESPACE from the downward API`, () => {
+      const env = Object.fromEntries((mainContainer(w).env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
+      expect(env).toMatchObject({ NODE_NAME: 'spec.nodeName', POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace' });
+    });
+
+    it(`${name}: memory requests and limits, and a V8 heap ceiling well below the limit`, () => {
+      const c = mainContainer(w);
+      const mib = (q: string) => {
+        const m = /^(\d+)(Mi|Gi)$/.exec(q);
+        expect(m, q).not.toBeNull();
+        return Number(m![1]) * (m![2] === 'Gi' ? 1024 : 1);
+      };
+      expect(c.resources?.requests?.cpu).toBeDefined();
+      const request = mib(c.resources!.requests!.memory!);
+      const limit = mib(c.resources!.limits!.memory!);
+      expect(request).toBeLessThanOrEqual(limit);
+      const heap = /--max-old-space-size=(\d+)/.exec(c.env!.find((e) => e.name === 'NODE_OPTIONS')!.value!);
+      expect(Number(heap![1])).toBeLessThanOrEqual(limit * 0.65);
+    });
+
+    it(`${name}: liveness on /healthz, readiness on /readyz, both on the metrics port of the embedded config`, () => {
+      const c = mainContainer(w);
+      const cm = pod.volumes!.find((v) => v.configMap)!.configMap!.name;
+      const listen = serviceSchema.parse((embeddedConfig(cm).doc.service ?? {}) as object).metrics.listen;
+      const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
+      expect(listen.startsWith('0.0.0.0:')).toBe(true);
+      const named = c.ports!.find((p) => p.name === 'metrics')!;
+      expect(named.containerPort).toBe(port);
+      expect(c.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+      expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+      // Startup gets its own generous budget so a slow first start is not killed by liveness.
+      expect(c.startupProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    });
+
+    it(`${name}: terminationGracePeriodSeconds exceeds the config's service.shutdown_timeout`, () => {
+      const cm = pod.volumes!.find((v) => v.configMap)!.configMap!.name;
+      const service = serviceSchema.parse((embeddedConfig(cm).doc.service ?? {}) as object);
+      const graceMs = pod.terminationGracePeriodSeconds! * 1000;
+      // Stopping inputs and flushing happen before the outputs' drain deadline: leave >= 10 s.
+      expect(graceMs).toBeGreaterThanOrEqual(service.shutdown_timeout + 10_000);
+    });
+
+    it(`${name}: runs the config mounted at /etc/ktrail/ktrail.yaml, with state in /var/lib/ktrail`, () => {
+      const c = mainContainer(w);
+      expect(c.args).toEqual(['run', '-c', '/etc/ktrail/ktrail.yaml']);
+      const cfgMount = c.volumeMounts!.find((m) => m.mountPath === '/etc/ktrail')!;
+      expect(pod.volumes!.find((v) => v.name === cfgMount.name)!.configMap).toBeDefined();
+      const cm = pod.volumes!.find((v) => v.configMap)!.configMap!.name;
+      const service = serviceSchema.parse((embeddedConfig(cm).doc.service ?? {}) as object);
+      expect(c.volumeMounts!.some((m) => m.mountPath === service.state_dir)).toBe(true);
+    });
+  }
+});
+
+describe('manifests: audit agent DaemonSet', () => {
+  const pod = daemonSet.spec.template.spec;
+  const c = mainContainer(daemonSet);
+
+  it('is scheduled only on control-plane nodes and tolerates their NoSchedule taints', () => {
+    const terms = pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms;
+    // Terms are ORed; each must require a control-plane role label.
+    expect(terms.map((t) => t.matchExpressions)).toEqual([
+      [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists' }],
+      [{ key: 'node-role.kubernetes.io/master', operator: 'Exists' }],
+    ]);
+    expect(pod.nodeSelector ?? {}).toEqual({});
+    for (const key of ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']) {
+      expect(pod.tolerations).toContainEqual({ key, operator: 'Exists', effect: 'NoSchedule' });
+    }
+    // No blanket toleration that would also put it on every worker.
+    for (const t of pod.tolerations!) expect(t.key).toBeDefined();
+  });
+
+  it('mounts the audit log directory read-only from the host, and nothing else of the host but its state dir', () => {
+    const hostVols = pod.volumes!.filter((v) => v.hostPath);
+    expect(hostVols.map((v) => v.hostPath!.path).sort()).toEqual(['/var/lib/ktrail', '/var/log/kubernetes/audit']);
+    const audit = hostVols.find((v) => v.hostPath!.path === '/var/log/kubernetes/audit')!;
+    expect(audit.hostPath!.type).toBe('Directory');
+    const mount = c.volumeMounts!.find((m) => m.name === audit.name)!;
+    expect(mount.readOnly).toBe(true);
+    expect(mount.mountPath).toBe('/var/log/kubernetes/audit');
+  });
+
+  it('keeps its state on a hostPath (DirectoryOrCreate) so checkpoints survive pod restarts', () => {
+    const state = pod.volumes!.find((v) => v.hostPath?.path === '/var/lib/ktrail')!;
+    expect(state.hostPath!.type).toBe('DirectoryOrCreate');
+    expect(c.volumeMounts!.find((m) => m.name === state.name)!.mountPath).toBe('/var/lib/ktrail');
+  });
+
+  it('runs as uid 0 only to read the 0600 root-owned audit files: with no capability at all', () => {
+    expect(pod.securityContext?.runAsUser).toBe(0);
+    expect(c.securityContext?.capabilities).toEqual({ drop: ['ALL'] });
+    expect(JSON.stringify(daemonSet)).not.toMatch(/DAC_OVERRIDE|DAC_READ_SEARCH|SYS_ADMIN/);
+  });
+
+  it('rolls one node at a time and never runs two pods on one node (they would share the SQLite state)', () => {
+    expect(daemonSet.spec.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  });
+
+  it('has a priority class that outranks ordinary pods but not the system classes', () => {
+    const pc = find<K8sObject & { value: number; globalDefault?: boolean }>(objects, 'PriorityClass', pod.priorityClassName!);
+    expect(pc.value).toBeGreaterThan(0);
+    expect(pc.value).toBeLessThanOrEqual(1_000_000_000);
+    expect(pc.globalDefault ?? false).toBe(false);
+  });
+});
+
+describe('manifests: events collector Deployment', () => {
+  const pod = deployment.spec.template.spec;
+  const c = mainContainer(deployment);
+
+  it('runs one replica with Recreate, so two pods never share the volume or compete for the Lease', () => {
+    expect(deployment.spec.replicas).toBe(1);
+    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
+  });
+
+  it('keeps its state on the PersistentVolumeClaim of the manifests', () => {
+    const v = pod.volumes!.find((v) => v.persistentVolumeClaim)!;
+    const pvc = find<K8sObject & { spec: { accessModes: string[] } }>(objects, 'PersistentVolumeClaim', v.persistentVolumeClaim!.claimName);
+    expect(pvc.spec.accessModes).toEqual(['ReadWriteOnce']);
+    expect(c.volumeMounts!.find((m) => m.name === v.name)!.mountPath).toBe('/var/lib/ktrail');
+  });
+
+  it('runs as a non-root user with an fsGroup for its volume and Secret files', () => {
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000 });
+    expect(c.securityContext?.runAsUser ?? 1000).not.toBe(0);
+    expect(pod.volumes!.some((v) => v.hostPath)).toBe(false);
+  });
+});
+
+describe('manifests: metrics Services and monitoring', () => {
+  const services = objects.filter(({ obj }) => obj.kind === 'Service').map(({ obj }) => obj as K8sObject & {
+    spec: { clusterIP?: string; publishNotReadyAddresses?: boolean; selector: Record<string, string>; ports: Array<{ name: string; port: number; targetPort: string | number }> };
+  });
+
+  it('has one headless metrics Service per workload, selecting exactly its pods, with Prometheus scrape annotations', () => {
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(['ktrail-audit-agent', 'ktrail-events-collector']);
+    for (const s of services) {
+      const w = workloads.find((w) => w.metadata.name === s.metadata.name)!;
+      expect(s.spec.selector).toEqual(w.spec.selector.matchLabels);
+      expect(w.spec.template.metadata.labels).toMatchObject(s.spec.selector);
+      // The other workload's pods must not match.
+      const other = workloads.find((o) => o !== w)!;
+      expect(Object.entries(s.spec.selector).every(([k, v]) => other.spec.template.metadata.labels[k] === v)).toBe(false);
+      expect(s.spec.clusterIP).toBe('None');
+      expect(s.spec.publishNotReadyAddresses).toBe(true);
+      const port = mainContainer(w).ports!.find((p) => p.name === 'metrics')!.containerPort;
+      expect(s.spec.ports).toEqual([{ name: 'metrics', port, targetPort: 'metrics', protocol: 'TCP' }]);
+      expect(s.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/metrics' });
+    }
+  });
+
+  const monitoring = objects.filter(({ obj }) => OPERATOR_KINDS.has(obj.kind));
+
+  it('ServiceMonitor selects both metrics Services by their labels and scrapes the metrics port', () => {
+    const sm = find<K8sObject & { spec: Record<string, unknown> }>(monitoring, 'ServiceMonitor', 'ktrail');
+    expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
+    const spec = sm.spec as {
+      namespaceSelector: { matchNames: string[] };
+      selector: { matchLabels: Record<string, string>; matchExpressions: Array<{ key: string; operator: string; values: string[] }> };
+      endpoints: Array<{ port: string; path: string; interval: string }>;
+    };
+    expect(Object.keys(sm.spec).sort()).toEqual(['endpoints', 'namespaceSelector', 'selector']);
+    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
+    const selects = (labels: Record<string, string>) =>
+      Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v) &&
+      spec.selector.matchExpressions.every((e) => e.operator === 'In' && e.values.includes(labels[e.key]!));
+    expect(services.every((s) => selects(s.metadata.labels!))).toBe(true);
+    expect(spec.endpoints).toHaveLength(1);
+    expect(spec.endpoints[0]).toMatchObject({ port: 'metrics', path: '/metrics' });
+  });
+
+  interface Rule {
+    alert: string;
+    expr: string;
+    for?: string;
+    labels: { severity: string };
+    annotations: { summary: string; description: string; runbook: string };
+  }
+  const rules = (): Rule[] => {
+    const pr = find<K8sObject & { spec: { groups: Array<{ name: string; rules: Rule[] }> } }>(monitoring, 'PrometheusRule', 'ktrail');
+    expect(pr.apiVersion).toBe('monitoring.coreos.com/v1');
+    return pr.spec.groups.flatMap((g) => g.rules);
+  };
+
+  it('PrometheusRule alerts on what matters: spool, lag, gaps, leadership, dead letters, targets', () => {
+    const names = rules().map((r) => r.alert);
+    expect(new Set(names).size).toBe(names.length);
+    const exprs = rules().map((r) => r.expr).join('\n');
+    for (const needed of [
+      'ktrail_spool_bytes / ktrail_spool_max_bytes',
+      'ktrail_output_lag_records',
+      'ktrail_output_oldest_pending_age_seconds',
+      'ktrail_audit_file_gap_files_total',
+      'ktrail_k8s_events_gaps_total',
+      'sum by (namespace, input) (ktrail_k8s_events_leader) == 0',
+      'ktrail_dead_letters_total',
+      'up{',
+    ]) {
+      expect(exprs).toContain(needed);
+    }
+  });
+
+  it('every metric an alert uses is declared in src/telemetry/metrics.ts, with the labels it groups by', () => {
+    const declared = new Map<string, string[]>();
+    for (const m of createMetrics().registry.getMetricsAsArray()) {
+      declared.set(m.name, [...((m as unknown as { labelNames?: string[] }).labelNames ?? [])]);
+    }
+    const targetLabels = ['namespace', 'pod', 'job', 'instance'];
+    for (const r of rules()) {
+      const used = [...r.expr.matchAll(/\bktrail_[a-z0-9_]+/g)].map((m) => m[0]);
+      expect(used.length + (r.expr.includes('up{') ? 1 : 0), r.alert).toBeGreaterThan(0);
+      for (const name of used) {
+        expect(declared.has(name), `${r.alert}: ${name} is not a ktrail metric`).toBe(true);
+        for (const by of r.expr.matchAll(/by \(([^)]*)\)/g)) {
+          for (const label of by[1]!.split(',').map((s) => s.trim())) {
+            expect([...targetLabels, ...declared.get(name)!], `${r.alert}: ${name} has no label ${label}`).toContain(label);
+          }
+        }
+      }
+      for (const [, label] of `${r.annotations.summary} ${r.annotations.description}`.matchAll(/\$labels\.([a-z_]+)/g)) {
+        const kept = /by \(([^)]*)\)/.exec(r.expr)?.[1]?.split(',').map((s) => s.trim());
+        if (kept) expect(kept, `${r.alert} describes {{ $labels.${label} }} that its expression aggregates away`).toContain(label);
+      }
+    }
+  });
+
+  it('every alert has a severity, a summary, a description and a runbook section in docs/deploy.md', () => {
+    const deployDoc = fs.readFileSync(path.join(REPO, 'docs/deploy.md'), 'utf8');
+    const anchors = new Set(
+      [...deployDoc.matchAll(/^#{2,4} (.+)$/gm)].map((m) =>
+        m[1]!
+          .toLowerCase()
+          .replace(/[^a-z0-9 -]/g, '')
+          .trim()
+          .replace(/ /g, '-'),
+      ),
+    );
+    for (const r of rules()) {
+      expect(['warning', 'critical']).toContain(r.labels.severity);
+      expect(r.annotations.summary.length).toBeGreaterThan(10);
+      expect(r.annotations.description.length).toBeGreaterThan(20);
+      const anchor = /^docs\/deploy\.md#(.+)$/.exec(r.annotations.runbook)?.[1];
+      expect(anchor && anchors.has(anchor), `${r.alert}: runbook ${r.annotations.runbook} has no heading in docs/deploy.md`).toBe(true);
+    }
+  });
+
+  it('the alert job names are the metrics Service names (the ServiceMonitor job label)', () => {
+    for (const r of rules()) {
+      for (const m of r.expr.matchAll(/job=~?"([^"]+)"/g)) {
+        for (const job of m[1]!.split('|')) expect(services.map((s) => s.metadata.name)).toContain(job);
+      }
+    }
+  });
+});
+
+describe('manifests: the example Secret', () => {
+  const examples = objects.filter(({ file }: LoadedObject) => file.startsWith('manifests/examples/'));
+  it('is clearly a placeholder: stringData only, every value marks itself as one', () => {
+    const secrets = examples.filter(({ obj }) => obj.kind === 'Secret');
+    expect(secrets).toHaveLength(1);
+    const s = secrets[0]!.obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string };
+    expect(s.type).toBe('Opaque');
+    expect(s.data).toBeUndefined();
+    for (const v of Object.values(s.stringData)) expect(v).toMatch(/REPLACE-ME/);
+    for (const w of workloads) {
+      const v = w.spec.template.spec.volumes!.find((v) => v.secret)!;
+      expect(v.secret!.secretName).toBe(s.metadata.name);
+    }
+    expect(allStrings(s).length).toBeGreaterThan(0);
+  });
+});
