@@ -167,6 +167,11 @@ async function run(file: string | undefined): Promise<number> {
     if (cfg.service.progress) progress = startProgress(metrics, agent);
     const sig = await stopped;
     log.info({ signal: sig, shutdownTimeoutMs: cfg.service.shutdown_timeout }, 'stopping');
+    // Last resort if something does not stop in time; the spool keeps what is undelivered.
+    setTimeout(() => {
+      log.error('shutdown exceeded shutdown_timeout + 5 s; exiting');
+      process.exit(1);
+    }, cfg.service.shutdown_timeout + 5000).unref();
     progress?.stop();
     await agent.stop();
     await server?.close();

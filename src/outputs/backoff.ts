@@ -2,8 +2,9 @@
  * Exponential backoff with full jitter: the n-th retry waits a uniformly
  * random time in [0, min(max, initial * 2^(n-1))]. Full jitter spreads the
  * retries of many agents hitting one recovering sink instead of synchronising
- * them. A server's Retry-After takes precedence (capped, so that a bogus value
- * cannot park an output for days).
+ * them. A server's Retry-After is a floor: never retry sooner than it asks
+ * (capped, so that a bogus value cannot park an output for days), and a
+ * `Retry-After: 0` does not turn off the backoff.
  */
 export const RETRY_AFTER_CAP_MS = 15 * 60_000;
 
@@ -23,8 +24,9 @@ export function retryDelayMs(
   retryAfterMs: number | undefined,
   random: () => number = Math.random,
 ): number {
-  if (retryAfterMs !== undefined && retryAfterMs >= 0) return Math.min(retryAfterMs, RETRY_AFTER_CAP_MS);
-  return Math.floor(random() * backoffCeilingMs(policy, retry));
+  const jitter = Math.floor(random() * backoffCeilingMs(policy, retry));
+  if (retryAfterMs !== undefined && retryAfterMs > 0) return Math.max(Math.min(retryAfterMs, RETRY_AFTER_CAP_MS), jitter);
+  return jitter;
 }
 
 /** Parse an HTTP Retry-After header: delta-seconds or an HTTP date. */
@@ -38,11 +40,15 @@ export function parseRetryAfterMs(value: string | string[] | null | undefined, n
   return Math.max(0, t - nowMs);
 }
 
-/** Resolves after `ms`, or early (without rejecting) when the signal aborts. */
+/**
+ * Resolves after `ms`, or early (without rejecting) when the signal aborts.
+ * Always goes through a timer (at least 1 ms): a retry loop whose delay
+ * computes to 0 must still yield to timers, I/O and signals.
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal?.aborted || ms <= 0) return resolve();
-    const t = setTimeout(done, ms);
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, Math.max(1, ms));
     function done() {
       clearTimeout(t);
       signal?.removeEventListener('abort', done);

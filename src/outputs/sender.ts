@@ -50,6 +50,8 @@ interface Group {
   firstBatch: number;
   lastBatch: number;
   batchIds: number[];
+  /** Failed deliveries of this group in this process (an exception, not an outcome). */
+  failures?: number;
 }
 
 /** How many pending batch refs are fetched from the spool at a time. */
@@ -68,6 +70,8 @@ export class OutputRunner {
   #stopped = false;
   #lastProgressMs = Date.now();
   #unsubscribe: (() => void) | undefined;
+  /** While a partial group waits for flush_interval: its size and when it is due. */
+  #waiting: { records: number; bytes: number; dueMs: number } | undefined;
 
   constructor(opts: OutputRunnerOptions) {
     this.name = opts.name;
@@ -87,21 +91,39 @@ export class OutputRunner {
       this.#replay.push({ firstBatch: j.firstBatch, lastBatch: j.lastBatch, batchIds: refs.map((r) => r.id) });
       this.#cursor = Math.max(this.#cursor, j.lastBatch);
     }
-    this.#unsubscribe = spool.onAppend(() => this.#poke());
+    this.#unsubscribe = spool.onAppend((e) => {
+      if (!e.routes.includes(name)) return;
+      const w = this.#waiting;
+      if (w) {
+        // A group waiting for flush_interval only needs a new look once it is full.
+        w.records += e.records;
+        w.bytes += e.bytes;
+        if (w.records < this.#o.config.maxBatchRecords && w.bytes < this.#o.config.maxBatchBytes) return;
+        this.#waiting = undefined;
+      }
+      this.#poke();
+    });
     this.#loop = this.#run().catch((err: unknown) => {
       this.#o.log.error({ err: errorMessage(err) }, 'output loop failed');
     });
   }
 
-  /** Time since the output last made progress while it had data pending. */
+  /**
+   * How long the output has had data pending without making progress: since
+   * its last success or since the oldest pending batch arrived, whichever is
+   * later (an output idle for an hour is not stalled by one new record).
+   */
   stalledForMs(nowMs = Date.now()): number {
-    if (this.#o.spool.pending(this.name, 0, 1).length === 0) return 0;
-    return nowMs - this.#lastProgressMs;
+    const oldest = this.#o.spool.backlog(this.name).oldestCreatedMs;
+    if (oldest === undefined) return 0;
+    return Math.max(0, nowMs - Math.max(this.#lastProgressMs, oldest));
   }
 
   /** Deliver what is pending until the backlog is empty or the deadline passes, then stop. */
   async drain(deadlineMs: number): Promise<boolean> {
+    if (!this.#loop) return this.#o.spool.backlog(this.name).pendingBatches === 0;
     this.#draining = true;
+    this.#waiting = undefined;
     this.#poke();
     while (Date.now() < deadlineMs) {
       if (this.#inflight.size === 0 && this.#replay.length === 0 && this.#o.spool.pending(this.name, 0, 1).length === 0) break;
@@ -142,7 +164,8 @@ export class OutputRunner {
   }
 
   async #run(): Promise<void> {
-    const { config } = this.#o;
+    const { config, log } = this.#o;
+    let loopFailures = 0;
     while (!this.#stopped) {
       if (this.#inflight.size >= config.concurrency) {
         await Promise.race([...this.#inflight, this.#waitForWork(1000)]);
@@ -153,7 +176,24 @@ export class OutputRunner {
         this.#dispatch(replay);
         continue;
       }
-      const next = this.#nextGroup();
+      const w = this.#waiting;
+      if (w && Date.now() < w.dueMs && !this.#draining) {
+        await this.#waitForWork(w.dueMs - Date.now());
+        continue;
+      }
+      this.#waiting = undefined;
+      let next: { group?: Group; waitMs: number };
+      try {
+        next = this.#nextGroup();
+        loopFailures = 0;
+      } catch (err) {
+        // The spool could not be read or journaled (disk full, I/O error): keep the
+        // output alive and try again, instead of ending its loop for good.
+        loopFailures++;
+        log.error({ err: errorMessage(err), attempt: loopFailures }, 'cannot read the spool for this output; retrying');
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(loopFailures, 6)), this.#stop.signal);
+        continue;
+      }
       if (next.group) {
         this.#dispatch(next.group);
         continue;
@@ -185,7 +225,11 @@ export class OutputRunner {
       }
     }
     const ageMs = Date.now() - refs[0]!.createdMs;
-    if (!full && !this.#draining && ageMs < config.flushIntervalMs) return { waitMs: config.flushIntervalMs - ageMs };
+    if (!full && !this.#draining && ageMs < config.flushIntervalMs) {
+      const waitMs = config.flushIntervalMs - ageMs;
+      this.#waiting = { records, bytes, dueMs: Date.now() + waitMs };
+      return { waitMs };
+    }
     const group = { firstBatch: ids[0]!, lastBatch: ids[ids.length - 1]!, batchIds: ids };
     spool.journalRequest(name, group.firstBatch, group.lastBatch);
     this.#cursor = group.lastBatch;
@@ -194,8 +238,19 @@ export class OutputRunner {
 
   #dispatch(group: Group): void {
     const p = this.#deliverGroup(group)
-      .catch((err: unknown) => {
-        this.#o.log.error({ err: errorMessage(err), firstBatch: group.firstBatch }, 'delivery of a request group failed; it stays spooled');
+      .catch(async (err: unknown) => {
+        // Not a delivery outcome but an exception (spool I/O, a bug in an
+        // output): the group is still journaled and unacked. Put it back, after
+        // a backoff, so it is retried in this process, not only after a restart.
+        group.failures = (group.failures ?? 0) + 1;
+        this.#o.telemetry.error('exception');
+        this.#o.log.error(
+          { err: errorMessage(err), firstBatch: group.firstBatch, attempt: group.failures },
+          'delivery of a request group failed; it stays spooled and is retried',
+        );
+        const { initialBackoffMs, maxBackoffMs } = this.#o.config;
+        await sleep(retryDelayMs({ initialBackoffMs, maxBackoffMs }, group.failures, undefined, this.#o.random), this.#stop.signal);
+        if (!this.#stop.signal.aborted) this.#replay.push(group);
       })
       .finally(() => {
         this.#inflight.delete(p);
@@ -281,7 +336,8 @@ export class OutputRunner {
       const t0 = performance.now();
       let outcome: SendOutcome;
       try {
-        outcome = await output.send(request, signal);
+        // An output that ignores its signal must not hold up a timeout or a stop.
+        outcome = validOutcome(await Promise.race([output.send(request, signal), aborted(signal)]), batch.length);
       } catch (err) {
         outcome = { kind: 'retryable', reason: errorMessage(err) };
       }
@@ -325,7 +381,8 @@ export class OutputRunner {
           const failedHere = new Set<number>();
           for (const f of outcome.failures as ItemFailure[]) {
             const idx = todo[f.index];
-            if (idx === undefined) continue;
+            // One verdict per item: the first one an output reports wins.
+            if (idx === undefined || failedHere.has(f.index)) continue;
             failedHere.add(f.index);
             if (f.kind === 'permanent') failed.push({ index: idx, record: records[idx]!, reason: f.reason });
             else {
@@ -361,6 +418,32 @@ export class OutputRunner {
       await sleep(delay, this.#stop.signal);
     }
     return failed;
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<SendOutcome> {
+  return new Promise((resolve) => {
+    const done = () => resolve({ kind: 'retryable', reason: 'aborted' });
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Anything but a well-formed outcome is treated as retryable, never as delivered. */
+function validOutcome(o: unknown, records: number): SendOutcome {
+  const v = o as SendOutcome | undefined;
+  switch (v?.kind) {
+    case 'ok':
+      return v;
+    case 'retryable':
+    case 'permanent':
+    case 'too_large':
+      return { ...v, reason: typeof v.reason === 'string' ? v.reason : String(v.reason) };
+    case 'partial':
+      if (Array.isArray(v.failures) && v.failures.every((f) => Number.isInteger(f?.index) && f.index >= 0 && f.index < records)) return v;
+      return { kind: 'retryable', reason: 'output returned malformed per-item results' };
+    default:
+      return { kind: 'retryable', reason: `output returned an invalid outcome: ${JSON.stringify(o)?.slice(0, 80)}` };
   }
 }
 

@@ -91,13 +91,15 @@ export class Agent {
     if (this.#started) return;
     this.#started = true;
     const { config } = this;
-    const spool = new Spool({ stateDir: config.service.state_dir, maxBytes: config.spool.max_bytes });
+    const spoolCfg = config.spool as typeof config.spool & { dead_letter_max_bytes?: number; release_removed_outputs?: boolean };
+    const spool = new Spool({
+      stateDir: config.service.state_dir,
+      maxBytes: config.spool.max_bytes,
+      deadLetterMaxBytes: spoolCfg.dead_letter_max_bytes,
+    });
     this.#spool = spool;
     this.#registerSpoolMetrics(spool);
-    const removed = spool.forgetOutputsExcept(config.outputs.map((o) => o.name));
-    for (const [output, n] of removed) {
-      this.#log.warn({ output, batches: n }, 'output no longer configured; its undelivered batches were released from the spool');
-    }
+    this.#handleOrphans(spool, spoolCfg.release_removed_outputs === true);
     const state: StateAccess = { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) };
 
     for (const oc of config.outputs) {
@@ -211,6 +213,36 @@ export class Agent {
     return { committed, droppedFull: result.dropped };
   }
 
+  /**
+   * Batches owed to outputs that are no longer configured (renamed, removed,
+   * or a different config pointed at this state dir) are kept — a rename must
+   * not drop data — unless the operator released them explicitly.
+   */
+  #handleOrphans(spool: Spool, release: boolean): void {
+    const orphans = spool.orphanedOutputs(this.config.outputs.map((o) => o.name));
+    for (const [output, t] of orphans) {
+      if (release) {
+        spool.releaseOutput(output);
+        this.#metrics.discardedEvents.inc({ component_kind: 'output', component_id: output, component_type: 'removed', reason: 'output_removed' }, t.records);
+        this.#log.warn({ output, batches: t.batches, records: t.records }, 'output no longer configured; its undelivered records were released (spool.release_removed_outputs)');
+      } else {
+        this.#log.warn(
+          { output, batches: t.batches, records: t.records, bytes: t.bytes },
+          'output no longer configured; its undelivered records stay in the spool until it returns (set spool.release_removed_outputs: true to release them)',
+        );
+      }
+    }
+    const m = this.#metrics.spoolOrphanedBatches;
+    onCollect(m as Gauge<string>, () => {
+      m.reset();
+      try {
+        for (const [output, t] of spool.orphanedOutputs(this.config.outputs.map((o) => o.name))) m.set({ output }, t.batches);
+      } catch {
+        /* spool closed */
+      }
+    });
+  }
+
   #context(kind: ComponentKind, c: ComponentConfig<InputPlugin | ProcessorPlugin | OutputPlugin>): ComponentContext {
     return {
       name: c.name,
@@ -229,13 +261,11 @@ export class Agent {
     onCollect(m.spoolBytes, () => m.spoolBytes.set(spool.bytes));
     onCollect(m.spoolBatches, () => m.spoolBatches.set(spool.batches));
     onCollect(m.spoolRecords, () => m.spoolRecords.set(spool.records));
-    onCollect(m.deadLetterRows, () => {
-      try {
-        const row = spool.db.prepare('SELECT count(*) AS n FROM dead_letters').get() as { n: number };
-        m.deadLetterRows.set(row.n);
-      } catch {
-        /* closed */
-      }
+    onCollect(m.deadLetterRows, () => m.deadLetterRows.set(spool.deadLetterRows));
+    onCollect(m.deadLetterBytes, () => m.deadLetterBytes.set(spool.deadLetterBytes));
+    spool.onDeadLetterPrune((rows) => {
+      m.deadLettersPruned.inc(rows);
+      this.#log.warn({ rows, maxBytes: (this.config.spool as { dead_letter_max_bytes?: number }).dead_letter_max_bytes }, 'dead-letter table full: oldest rows pruned');
     });
     const outputs = this.config.outputs.map((o) => o.name);
     const refresh = () => {

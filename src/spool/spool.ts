@@ -17,9 +17,19 @@ import { migrate, type MigrationStep } from './migrations.ts';
  * 3. The byte total is bounded by `maxBytes`: `append` refuses (block) or drops
  *    (drop_newest) beyond it; an empty spool always accepts one batch so that a
  *    batch larger than the limit cannot wedge the agent.
+ * 4. One process owns a state directory: an exclusive SQLite lock on
+ *    `ktrail.lock`, held for the life of the Spool and released by the OS even
+ *    on SIGKILL, keeps a second agent from sending the same batches.
+ * 5. The dead-letter table is bounded by `deadLetterMaxBytes`; the oldest rows
+ *    are pruned beyond it and counted.
+ *
+ * Totals (spool and per-output backlog, dead letters) are kept in memory,
+ * seeded from the tables at open and moved in step with every write, so that
+ * metrics and readiness never aggregate over the tables.
  */
 
 export const SPOOL_DB_FILE = 'ktrail.db';
+export const SPOOL_LOCK_FILE = 'ktrail.lock';
 
 export type WhenFull = 'block' | 'drop_newest';
 
@@ -58,6 +68,18 @@ export interface BatchRef {
   input: string;
   createdMs: number;
   recordCount: number;
+  bytes: number;
+}
+
+export interface AppendEvent {
+  routes: readonly string[];
+  records: number;
+  bytes: number;
+}
+
+interface Totals {
+  batches: number;
+  records: number;
   bytes: number;
 }
 
@@ -110,6 +132,9 @@ const SPOOL_MIGRATIONS: MigrationStep[] = [
      updated_ms INTEGER NOT NULL,
      PRIMARY KEY (input, key)
    ) WITHOUT ROWID;`,
+  // v2: dead letters carry their size, so the table can be bounded without scanning it.
+  `ALTER TABLE dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+   UPDATE dead_letters SET bytes = length(CAST(data AS BLOB)) + length(reason);`,
 ];
 
 /** Spool framing: one line per record, `id \t timeMs \t json \n`. */
@@ -144,9 +169,15 @@ export function decodeBatch(input: string, data: string): SpooledRecord[] {
 export interface SpoolOptions {
   stateDir: string;
   maxBytes: number;
+  /** Bound of the dead-letter table (default 256 MiB). */
+  deadLetterMaxBytes?: number;
   /** Open read-only (status command while the agent runs). */
   readonly?: boolean;
+  /** How long to wait for another process to release the state directory (default 3 s). */
+  lockTimeoutMs?: number;
 }
+
+const DEFAULT_DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024;
 
 export class Spool {
   readonly db: Database;
@@ -155,16 +186,25 @@ export class Spool {
   #batches = 0;
   #records = 0;
   #closed = false;
+  #lock: Database | undefined;
+  #backlog = new Map<string, Totals>();
+  #deadLetterMaxBytes = DEFAULT_DEAD_LETTER_MAX_BYTES;
+  #deadLetterRows = 0;
+  #deadLetterBytes = 0;
   #spaceWaiters: Array<() => void> = [];
   #ackListeners = new Set<() => void>();
-  #appendListeners = new Set<() => void>();
+  #appendListeners = new Set<(e: AppendEvent) => void>();
+  #pruneListeners = new Set<(rows: number) => void>();
   #stmt!: {
     insertBatch: Statement;
     insertDelivery: Statement;
     insertDeadLetter: Statement;
     deleteDelivery: Statement;
     remainingDeliveries: Statement;
+    batchSize: Statement;
+    oldestPending: Statement;
     deleteBatch: Statement;
+    pruneDeadLetters: Statement;
     pending: Statement;
     readBatch: Statement;
     insertRequest: Statement;
@@ -188,6 +228,8 @@ export class Spool {
     } catch (err) {
       throw new KtrailError(ErrorCode.STATE_DIR, `cannot create state directory ${opts.stateDir}: ${(err as Error).message}`, { cause: err });
     }
+    this.#lock = lockStateDir(opts.stateDir, opts.lockTimeoutMs ?? 3000);
+    this.#deadLetterMaxBytes = opts.deadLetterMaxBytes ?? DEFAULT_DEAD_LETTER_MAX_BYTES;
     this.db = new BetterSqlite3(file);
     // WAL: readers (status, outputs) never block the writer. NORMAL: a commit is
     // durable against a process crash (SIGKILL); only an OS crash or power loss
@@ -205,6 +247,17 @@ export class Spool {
     this.#bytes = totals.bytes;
     this.#batches = totals.batches;
     this.#records = totals.records;
+    for (const row of this.db
+      .prepare(
+        `SELECT d.output, count(*) AS batches, coalesce(sum(b.record_count), 0) AS records, coalesce(sum(b.bytes), 0) AS bytes
+         FROM spool_deliveries d JOIN spool_batches b ON b.id = d.batch_id GROUP BY d.output`,
+      )
+      .all() as Array<Totals & { output: string }>) {
+      this.#backlog.set(row.output, { batches: row.batches, records: row.records, bytes: row.bytes });
+    }
+    const dl = this.db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM dead_letters').get() as { n: number; bytes: number };
+    this.#deadLetterRows = dl.n;
+    this.#deadLetterBytes = dl.bytes;
   }
 
   #prepare(): void {
@@ -213,10 +266,15 @@ export class Spool {
       insertBatch: db.prepare('INSERT INTO spool_batches (input, created_ms, record_count, bytes, data) VALUES (?, ?, ?, ?, ?)'),
       insertDelivery: db.prepare('INSERT INTO spool_deliveries (output, batch_id) VALUES (?, ?)'),
       insertDeadLetter: db.prepare(
-        'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, reason, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, reason, data, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
+      pruneDeadLetters: db.prepare('DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?) RETURNING bytes'),
       deleteDelivery: db.prepare('DELETE FROM spool_deliveries WHERE output = ? AND batch_id = ?'),
       remainingDeliveries: db.prepare('SELECT 1 FROM spool_deliveries WHERE batch_id = ? LIMIT 1'),
+      batchSize: db.prepare('SELECT record_count AS records, bytes FROM spool_batches WHERE id = ?'),
+      oldestPending: db.prepare(
+        'SELECT b.id, b.created_ms AS createdMs FROM spool_batches b WHERE b.id = (SELECT min(batch_id) FROM spool_deliveries WHERE output = ?)',
+      ),
       deleteBatch: db.prepare('DELETE FROM spool_batches WHERE id = ? RETURNING bytes, record_count'),
       pending: db.prepare(
         `SELECT b.id, b.input, b.created_ms AS createdMs, b.record_count AS recordCount, b.bytes
@@ -280,24 +338,35 @@ export class Spool {
     const store = req.records.length > 0 && req.routes.length > 0 && !drop;
     const now = Date.now();
     let batchId: number | undefined;
+    const dl = { rows: 0, bytes: 0 };
     this.db.transaction(() => {
       if (store) {
         batchId = Number(this.#stmt.insertBatch.run(req.input, now, req.records.length, bytes, data).lastInsertRowid);
         for (const output of req.routes) this.#stmt.insertDelivery.run(output, batchId);
       }
-      if (req.deadLetters) for (const dl of req.deadLetters) this.#insertDeadLetter(dl, now);
+      if (req.deadLetters) for (const d of req.deadLetters) this.#insertDeadLetter(d, now, dl);
       req.checkpoint?.(this.db);
     })();
+    this.#countDeadLetters(dl);
     if (store) {
       this.#bytes += bytes;
       this.#batches += 1;
       this.#records += req.records.length;
-      for (const l of this.#appendListeners) l();
+      for (const output of req.routes) {
+        const t = this.#backlog.get(output) ?? { batches: 0, records: 0, bytes: 0 };
+        t.batches += 1;
+        t.records += req.records.length;
+        t.bytes += bytes;
+        this.#backlog.set(output, t);
+      }
+      const event: AppendEvent = { routes: req.routes, records: req.records.length, bytes };
+      for (const l of this.#appendListeners) l(event);
     }
     return { batchId, dropped: drop ? req.records.length : 0, bytes: store ? bytes : 0 };
   }
 
-  #insertDeadLetter(dl: DeadLetterEntry, now: number): void {
+  #insertDeadLetter(dl: DeadLetterEntry, now: number, count: { rows: number; bytes: number }): void {
+    const bytes = Buffer.byteLength(dl.data) + dl.reason.length;
     this.#stmt.insertDeadLetter.run(
       now,
       dl.component,
@@ -307,16 +376,52 @@ export class Spool {
       dl.batchId ?? null,
       dl.reason,
       dl.data,
+      bytes,
     );
+    count.rows += 1;
+    count.bytes += bytes;
+  }
+
+  /** Account for new dead letters and prune the oldest beyond the bound. */
+  #countDeadLetters(added: { rows: number; bytes: number }): void {
+    if (added.rows === 0) return;
+    this.#deadLetterRows += added.rows;
+    this.#deadLetterBytes += added.bytes;
+    if (this.#deadLetterBytes <= this.#deadLetterMaxBytes) return;
+    // Prune down to 90 % so that pruning does not run on every insert.
+    const target = this.#deadLetterMaxBytes * 0.9;
+    let pruned = 0;
+    this.db.transaction(() => {
+      while (this.#deadLetterBytes > target && this.#deadLetterRows > 0) {
+        const avgRowBytes = this.#deadLetterBytes / this.#deadLetterRows;
+        const step = Math.max(1, Math.ceil((this.#deadLetterBytes - target) / avgRowBytes));
+        const gone = this.#stmt.pruneDeadLetters.all(step) as Array<{ bytes: number }>;
+        if (gone.length === 0) break;
+        for (const g of gone) this.#deadLetterBytes -= g.bytes;
+        this.#deadLetterRows -= gone.length;
+        pruned += gone.length;
+      }
+    })();
+    if (pruned > 0) for (const l of this.#pruneListeners) l(pruned);
   }
 
   /** Dead letters outside an input transaction (e.g. an output giving up). */
   deadLetter(entries: readonly DeadLetterEntry[]): void {
     this.#assertOpen();
     const now = Date.now();
+    const dl = { rows: 0, bytes: 0 };
     this.db.transaction(() => {
-      for (const dl of entries) this.#insertDeadLetter(dl, now);
+      for (const d of entries) this.#insertDeadLetter(d, now, dl);
     })();
+    this.#countDeadLetters(dl);
+  }
+
+  get deadLetterRows(): number {
+    return this.#deadLetterRows;
+  }
+
+  get deadLetterBytes(): number {
+    return this.#deadLetterBytes;
   }
 
   /** Batches routed to `output` with id > `afterId`, oldest first. */
@@ -342,10 +447,18 @@ export class Spool {
     let freedBytes = 0;
     let freedBatches = 0;
     let freedRecords = 0;
+    const acked: Totals = { batches: 0, records: 0, bytes: 0 };
     const now = Date.now();
+    const dl = { rows: 0, bytes: 0 };
     this.db.transaction(() => {
       for (const id of batchIds) {
-        this.#stmt.deleteDelivery.run(output, id);
+        const size = this.#stmt.batchSize.get(id) as { records: number; bytes: number } | undefined;
+        if (this.#stmt.deleteDelivery.run(output, id).changes === 0) continue;
+        if (size) {
+          acked.batches += 1;
+          acked.records += size.records;
+          acked.bytes += size.bytes;
+        }
         if (this.#stmt.remainingDeliveries.get(id) === undefined) {
           const gone = this.#stmt.deleteBatch.get(id) as { bytes: number; record_count: number } | undefined;
           if (gone) {
@@ -355,9 +468,16 @@ export class Spool {
           }
         }
       }
-      if (opts.deadLetters) for (const dl of opts.deadLetters) this.#insertDeadLetter(dl, now);
+      if (opts.deadLetters) for (const d of opts.deadLetters) this.#insertDeadLetter(d, now, dl);
       if (opts.requestFirstBatch !== undefined) this.#stmt.deleteRequest.run(output, opts.requestFirstBatch);
     })();
+    this.#countDeadLetters(dl);
+    const t = this.#backlog.get(output);
+    if (t) {
+      t.batches -= acked.batches;
+      t.records -= acked.records;
+      t.bytes -= acked.bytes;
+    }
     this.#bytes -= freedBytes;
     this.#batches -= freedBatches;
     this.#records -= freedRecords;
@@ -380,7 +500,27 @@ export class Spool {
     this.#stmt.deleteRequest.run(output, firstBatch);
   }
 
+  /** What `output` still has to deliver: in-memory totals plus two indexed lookups. */
   backlog(output: string): OutputBacklog {
+    if (this.#lock === undefined) return this.#backlogByQuery(output);
+    const t = this.#backlog.get(output) ?? { batches: 0, records: 0, bytes: 0 };
+    const oldest = this.#stmt.oldestPending.get(output) as { id: number; createdMs: number } | undefined;
+    return {
+      pendingBatches: t.batches,
+      pendingRecords: t.records,
+      pendingBytes: t.bytes,
+      oldestCreatedMs: oldest?.createdMs,
+      watermark: oldest !== undefined ? oldest.id - 1 : this.#lastBatchId(),
+    };
+  }
+
+  #lastBatchId(): number {
+    const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'spool_batches'").get() as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  /** The same, by aggregating the tables (read-only opens, e.g. `ktrail status`). */
+  #backlogByQuery(output: string): OutputBacklog {
     const row = this.db
       .prepare(
         `SELECT count(*) AS n, coalesce(sum(b.record_count), 0) AS records, coalesce(sum(b.bytes), 0) AS bytes,
@@ -400,27 +540,25 @@ export class Spool {
     };
   }
 
+  /** Outputs with undelivered batches that are not in `configured` (renamed or removed from the config). */
+  orphanedOutputs(configured: readonly string[]): Map<string, Totals> {
+    const known = new Set(configured);
+    const out = new Map<string, Totals>();
+    for (const [output, t] of this.#backlog) if (!known.has(output) && t.batches > 0) out.set(output, { ...t });
+    return out;
+  }
+
   /**
-   * Remove delivery rows of outputs no longer configured, so their batches do
-   * not pin the spool forever. Returns how many rows were removed per output.
+   * Give up an output's undelivered batches (an explicit operator choice:
+   * `spool.release_removed_outputs`). Returns what was released.
    */
-  forgetOutputsExcept(outputs: readonly string[]): Map<string, number> {
-    const known = new Set(outputs);
-    const rows = this.db.prepare('SELECT output, count(*) AS n FROM spool_deliveries GROUP BY output').all() as Array<{
-      output: string;
-      n: number;
-    }>;
-    const removed = new Map<string, number>();
-    for (const { output, n } of rows) {
-      if (known.has(output)) continue;
-      const ids = (this.db.prepare('SELECT batch_id AS id FROM spool_deliveries WHERE output = ?').all(output) as Array<{ id: number }>).map(
-        (r) => r.id,
-      );
-      this.ack(output, ids);
-      this.db.prepare('DELETE FROM output_requests WHERE output = ?').run(output);
-      removed.set(output, n);
-    }
-    return removed;
+  releaseOutput(output: string): Totals {
+    const before = { ...(this.#backlog.get(output) ?? { batches: 0, records: 0, bytes: 0 }) };
+    const ids = (this.db.prepare('SELECT batch_id AS id FROM spool_deliveries WHERE output = ?').all(output) as Array<{ id: number }>).map((r) => r.id);
+    this.ack(output, ids);
+    this.db.prepare('DELETE FROM output_requests WHERE output = ?').run(output);
+    this.#backlog.delete(output);
+    return before;
   }
 
   onAck(fn: () => void): () => void {
@@ -428,9 +566,14 @@ export class Spool {
     return () => this.#ackListeners.delete(fn);
   }
 
-  onAppend(fn: () => void): () => void {
+  onAppend(fn: (e: AppendEvent) => void): () => void {
     this.#appendListeners.add(fn);
     return () => this.#appendListeners.delete(fn);
+  }
+
+  onDeadLetterPrune(fn: (rows: number) => void): () => void {
+    this.#pruneListeners.add(fn);
+    return () => this.#pruneListeners.delete(fn);
   }
 
   #wakeSpaceWaiters(): void {
@@ -448,6 +591,35 @@ export class Spool {
     this.#closed = true;
     this.#wakeSpaceWaiters();
     this.db.close();
+    this.#lock?.close();
+  }
+}
+
+/**
+ * Take the state directory for this process: an EXCLUSIVE lock on a small
+ * SQLite file, held until the connection closes. The OS drops it when the
+ * process dies, SIGKILL included, and it works across PID namespaces (two
+ * pods sharing a hostPath), where a PID file would not.
+ */
+function lockStateDir(stateDir: string, timeoutMs: number): Database {
+  const file = path.join(stateDir, SPOOL_LOCK_FILE);
+  const lock = new BetterSqlite3(file, { timeout: timeoutMs });
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS owner (pid INTEGER, since_ms INTEGER); DELETE FROM owner;');
+    lock.prepare('INSERT INTO owner (pid, since_ms) VALUES (?, ?)').run(process.pid, Date.now());
+    lock.exec('COMMIT');
+    return lock;
+  } catch (err) {
+    lock.close();
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+      throw new KtrailError(
+        ErrorCode.STATE_DIR,
+        `state directory ${stateDir} is in use by another ktrail process; each agent needs its own service.state_dir`,
+        { cause: err },
+      );
+    }
+    throw err;
   }
 }
 

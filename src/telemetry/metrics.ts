@@ -36,6 +36,9 @@ export function createMetrics(registry: Registry = new Registry()) {
     spoolBlockedSeconds: new Counter({ name: 'ktrail_spool_blocked_seconds_total', help: 'Seconds inputs spent paused on a full spool.', labelNames: ['input'], registers: r }),
     deadLetters: new Counter({ name: 'ktrail_dead_letters_total', help: 'Records written to the dead-letter table, by component and reason.', labelNames: ['component_id', 'reason'], registers: r }),
     deadLetterRows: new Gauge({ name: 'ktrail_dead_letter_rows', help: 'Rows currently in the dead-letter table.', registers: r }),
+    deadLetterBytes: new Gauge({ name: 'ktrail_dead_letter_bytes', help: 'Bytes currently in the dead-letter table (bounded by spool.dead_letter_max_bytes).', registers: r }),
+    deadLettersPruned: new Counter({ name: 'ktrail_dead_letters_pruned_total', help: 'Oldest dead-letter rows deleted to keep the table within spool.dead_letter_max_bytes.', registers: r }),
+    spoolOrphanedBatches: new Gauge({ name: 'ktrail_spool_orphaned_batches', help: 'Batches still owed to an output that is no longer in the config (kept until it returns, or released with spool.release_removed_outputs).', labelNames: ['output'], registers: r }),
 
     // Outputs (beyond the standard set).
     outputLagRecords: new Gauge({ name: 'ktrail_output_lag_records', help: 'Records spooled for an output and not yet acknowledged by it.', labelNames: output, registers: r }),

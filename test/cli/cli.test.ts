@@ -36,7 +36,7 @@ outputs:
   out:
     type: file
     path: ${dir}/out/audit.ndjson
-${withHttp ? '  es:\n    type: http\n    url: http://127.0.0.1:9/ingest\n    auth: { bearer_token: \"super-secret-value\" }\n' : ''}`,
+${withHttp ? '  es:\n    type: http\n    url: http://127.0.0.1:9/ingest\n    auth: { bearer_token: "super-secret-value" }\n' : ''}`,
   );
   return file;
 }

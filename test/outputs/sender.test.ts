@@ -102,9 +102,11 @@ describe('backoff', () => {
     expect(seen).toBeLessThanOrEqual(400);
   });
 
-  it('Retry-After wins over jitter, capped', () => {
+  it('Retry-After is a floor over the jitter, capped; Retry-After: 0 keeps the backoff', () => {
     const policy = { initialBackoffMs: 100, maxBackoffMs: 1000 };
     expect(retryDelayMs(policy, 1, 5000, () => 0)).toBe(5000);
+    expect(retryDelayMs(policy, 4, 50, () => 0.5)).toBe(400);
+    expect(retryDelayMs(policy, 4, 0, () => 0.5)).toBe(400);
     expect(retryDelayMs(policy, 1, 10 * 3_600_000)).toBe(RETRY_AFTER_CAP_MS);
     expect(parseRetryAfterMs('7')).toBe(7000);
     expect(parseRetryAfterMs(new Date(Date.UTC(2030, 0, 1, 0, 0, 30)).toUTCString(), Date.UTC(2030, 0, 1))).toBe(30_000);
@@ -270,5 +272,100 @@ describe('shared sender', () => {
     r2.start();
     expect(await r2.drain(Date.now() + 200)).toBe(false);
     expect(spool2.records).toBe(5);
+  });
+
+  it('malformed outcomes are retried, never taken as delivered', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 2), routes: ['out'] });
+    const answers: unknown[] = [undefined, { kind: 'partial', failures: 'nope' }, { kind: 'partial', failures: [{ index: 9, kind: 'permanent', reason: 'x' }] }, { kind: 'ok' }];
+    const out = new ScriptedOutput((_, n) => answers[n - 1] as SendOutcome);
+    runner(spool, out).runner.start();
+    await until(() => spool.batches === 0);
+    expect(out.requests.length).toBe(4);
+    expect(deadLetters(spool)).toEqual([]);
+  });
+
+  it('partial: an item reported twice gets one verdict (the first) and is resent once', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 3), routes: ['out'] });
+    const out = new ScriptedOutput((_, n) =>
+      n === 1
+        ? {
+            kind: 'partial',
+            failures: [
+              { index: 0, kind: 'retryable', reason: 'es_rejected_execution_exception' },
+              { index: 0, kind: 'permanent', reason: 'mapper_parsing_exception' },
+              { index: 2, kind: 'retryable', reason: 'es_rejected_execution_exception' },
+              { index: 2, kind: 'retryable', reason: 'es_rejected_execution_exception' },
+            ],
+          }
+        : { kind: 'ok' },
+    );
+    runner(spool, out).runner.start();
+    await until(() => spool.batches === 0);
+    expect(out.requests[1]!.ids).toEqual(['id-0', 'id-2']);
+    expect(deadLetters(spool)).toEqual([]);
+  });
+
+  it('a group whose delivery throws (spool I/O) is retried in the same process', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 2), routes: ['out'] });
+    spool.append({ input: 'in', records: recs(2, 2), routes: ['out'] });
+    const realAck = spool.ack.bind(spool);
+    let fail = 1;
+    spool.ack = (...args: Parameters<Spool['ack']>) => {
+      if (fail-- > 0) throw new Error('SQLITE_FULL: database or disk is full');
+      return realAck(...args);
+    };
+    const out = new ScriptedOutput(() => ({ kind: 'ok' }));
+    const { runner: r, metrics } = runner(spool, out, { maxBatchRecords: 2 });
+    r.start();
+    await until(() => spool.batches === 0);
+    expect(out.requests.map((q) => q.key).sort()).toEqual(['out-1-1', 'out-1-1', 'out-2-2']);
+    expect((await metrics.errors.get()).values.find((v) => v.labels.reason === 'exception')?.value).toBe(1);
+  });
+
+  it('an output that ignores its abort signal cannot hold up the timeout or a stop', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
+    const out = new ScriptedOutput((_, n) => (n === 1 ? new Promise<SendOutcome>(() => {}) : { kind: 'ok' }));
+    runner(spool, out, { requestTimeoutMs: 100 }).runner.start();
+    await until(() => spool.batches === 0);
+    expect(out.requests.length).toBe(2);
+
+    const spool2 = newSpool();
+    spool2.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
+    const hang = new ScriptedOutput(() => new Promise<SendOutcome>(() => {}));
+    const r2 = runner(spool2, hang, { requestTimeoutMs: 60_000 }).runner;
+    r2.start();
+    await until(() => hang.requests.length === 1);
+    const t0 = Date.now();
+    await r2.stop();
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(spool2.records).toBe(1);
+  });
+
+  it('drain of a runner that never started returns at once; stall time counts from the oldest pending data', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
+    const idle = runner(spool, new ScriptedOutput(() => ({ kind: 'ok' }))).runner;
+    const t0 = Date.now();
+    expect(await idle.drain(Date.now() + 10_000)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(1000);
+
+    const spool2 = newSpool();
+    const gate = { open: false };
+    const out = new ScriptedOutput(() => (gate.open ? { kind: 'ok' } : { kind: 'retryable', reason: 'HTTP 503' }));
+    const r = runner(spool2, out).runner;
+    r.start();
+    await new Promise((res) => setTimeout(res, 300)); // idle, no data: not stalled
+    expect(r.stalledForMs()).toBe(0);
+    spool2.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
+    expect(r.stalledForMs()).toBeLessThan(200); // new data after an idle spell is not an old stall
+    await new Promise((res) => setTimeout(res, 250));
+    expect(r.stalledForMs()).toBeGreaterThanOrEqual(200);
+    gate.open = true;
+    await until(() => spool2.batches === 0);
+    expect(r.stalledForMs()).toBe(0);
   });
 });

@@ -128,17 +128,71 @@ describe('spool', () => {
     s2.close();
   });
 
-  it('journals request groups and forgets outputs that are no longer configured', () => {
-    const spool = new Spool({ stateDir: tmp(), maxBytes: 1e9 });
-    const a = spool.append({ input: 'in', records: recs(0, 1), routes: ['old', 'new'] }).batchId!;
+  it('keeps what a removed output still owes until it is released explicitly', () => {
+    const dir = tmp();
+    const spool = new Spool({ stateDir: dir, maxBytes: 1e9 });
+    const a = spool.append({ input: 'in', records: recs(0, 3), routes: ['old', 'new'] }).batchId!;
     spool.journalRequest('old', a, a);
     expect(spool.journaledRequests('old')).toEqual([{ firstBatch: a, lastBatch: a }]);
-    const removed = spool.forgetOutputsExcept(['new']);
-    expect(removed.get('old')).toBe(1);
-    expect(spool.journaledRequests('old')).toEqual([]);
-    expect(spool.batches).toBe(1);
     spool.ack('new', [a]);
-    expect(spool.batches).toBe(0);
+    expect([...spool.orphanedOutputs(['new'])]).toEqual([['old', { batches: 1, records: 3, bytes: spool.bytes }]]);
+    expect(spool.batches).toBe(1); // still there: a rename must not drop data
+    spool.close();
+    const again = new Spool({ stateDir: dir, maxBytes: 1e9 });
+    expect(again.orphanedOutputs(['new']).get('old')?.records).toBe(3);
+    expect(again.releaseOutput('old')).toEqual({ batches: 1, records: 3, bytes: expect.any(Number) });
+    expect(again.journaledRequests('old')).toEqual([]);
+    expect(again.batches).toBe(0);
+    expect(again.orphanedOutputs(['new']).size).toBe(0);
+    again.close();
+  });
+
+  it('keeps per-output backlog totals in step with appends and acks, across reopen', () => {
+    const dir = tmp();
+    const spool = new Spool({ stateDir: dir, maxBytes: 1e9 });
+    const a = spool.append({ input: 'in', records: recs(0, 2), routes: ['x', 'y'] }).batchId!;
+    const b = spool.append({ input: 'in', records: recs(2, 3), routes: ['x'] }).batchId!;
+    spool.ack('x', [a]);
+    spool.ack('x', [a]); // a repeated ack changes nothing
+    expect(spool.backlog('x')).toMatchObject({ pendingBatches: 1, pendingRecords: 3, watermark: b - 1 });
+    expect(spool.backlog('y')).toMatchObject({ pendingBatches: 1, pendingRecords: 2, watermark: a - 1 });
+    const bx = spool.backlog('x').pendingBytes;
+    spool.close();
+    const again = new Spool({ stateDir: dir, maxBytes: 1e9, readonly: true });
+    expect(again.backlog('x')).toMatchObject({ pendingBatches: 1, pendingRecords: 3, pendingBytes: bx, watermark: b - 1 });
+    again.close();
+  });
+
+  it('one process owns a state directory; the lock goes with the process, even on SIGKILL', async () => {
+    const dir = tmp();
+    const first = new Spool({ stateDir: dir, maxBytes: 1e9 });
+    expect(() => new Spool({ stateDir: dir, maxBytes: 1e9, lockTimeoutMs: 50 })).toThrow(/in use by another ktrail process/);
+    // status may read while the owner runs
+    new Spool({ stateDir: dir, maxBytes: 1e9, readonly: true }).close();
+    first.close();
+    new Spool({ stateDir: dir, maxBytes: 1e9 }).close();
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, 'crash-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    expect(() => new Spool({ stateDir: dir, maxBytes: 1e9, lockTimeoutMs: 50 })).toThrow(/in use/);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    new Spool({ stateDir: dir, maxBytes: 1e9, lockTimeoutMs: 2000 }).close();
+  });
+
+  it('bounds the dead-letter table: the oldest rows are pruned and reported', () => {
+    const spool = new Spool({ stateDir: tmp(), maxBytes: 1e9, deadLetterMaxBytes: 10_000 });
+    let pruned = 0;
+    spool.onDeadLetterPrune((n) => (pruned += n));
+    for (let i = 0; i < 30; i++) {
+      spool.deadLetter([{ component: 'es', output: 'es', recordId: `r${i}`, reason: 'HTTP 400', data: 'x'.repeat(1000) }]);
+    }
+    expect(spool.deadLetterBytes).toBeLessThanOrEqual(10_000);
+    expect(pruned).toBeGreaterThan(0);
+    const rows = spool.db.prepare('SELECT record_id AS rid FROM dead_letters ORDER BY id').all() as Array<{ rid: string }>;
+    expect(rows.length).toBe(spool.deadLetterRows);
+    expect(rows.length + pruned).toBe(30);
+    expect(rows.length).toBeGreaterThan(5);
+    expect(rows.at(-1)!.rid).toBe('r29'); // the newest survive
     spool.close();
   });
 
