@@ -122,6 +122,21 @@ async function status(stateDir: string | undefined, file: string | undefined, js
 
 async function run(file: string | undefined): Promise<number> {
   if (!needConfig(file)) return 2;
+  // Signals are taken before anything loads: a Ctrl-C during start-up still
+  // stops the agent in order once it is up, instead of killing it mid-start.
+  let stopRequested: ((signal: string) => void) | undefined;
+  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`ktrail: second ${sig}: exiting now; the spool keeps what was not delivered\n`);
+      process.exit(130);
+    }
+    stopRequested?.(sig);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   const { loadConfigFile } = await import('../config/load.ts');
   const { Agent } = await import('../pipeline/agent.ts');
   const { createLogger } = await import('../telemetry/logger.ts');
@@ -141,22 +156,8 @@ async function run(file: string | undefined): Promise<number> {
   metrics.buildInfo.set({ version: VERSION, nodejs: process.version }, 1);
   const agent = new Agent(cfg, { log, metrics });
 
-  let stopRequested: ((signal: string) => void) | undefined;
-  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal: sig }, 'second signal: exiting now; the spool keeps what was not delivered');
-      process.exit(130);
-    }
-    stopRequested?.(sig);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-
   let server: InstanceType<typeof TelemetryServer> | undefined;
-  let progress: { stop(): void } | undefined;
+  let progress: { stop(): Promise<void> } | undefined;
   try {
     await agent.start();
     if (cfg.service.metrics.enabled) {
@@ -172,13 +173,13 @@ async function run(file: string | undefined): Promise<number> {
       log.error('shutdown exceeded shutdown_timeout + 5 s; exiting');
       process.exit(1);
     }, cfg.service.shutdown_timeout + 5000).unref();
-    progress?.stop();
+    await progress?.stop();
     await agent.stop();
     await server?.close();
     return 0;
   } catch (err) {
     log.fatal({ err: errorMessage(err), code: (err as KtrailError).code }, 'ktrail failed');
-    progress?.stop();
+    await progress?.stop();
     await agent.stop().catch(() => undefined);
     await server?.close();
     return 1;

@@ -6,7 +6,7 @@ import { fmtBytes } from './status.ts';
  * One line on stderr, rewritten in place on a terminal: how many records were
  * read, spooled and delivered, and what is pending. For local runs.
  */
-export function startProgress(metrics: Metrics, agent: Agent, intervalMs = 1000): { stop(): void } {
+export function startProgress(metrics: Metrics, agent: Agent, intervalMs = 1000): { stop(): Promise<void> } {
   const tty = process.stderr.isTTY === true;
   let last = '';
   const tick = async () => {
@@ -26,8 +26,9 @@ export function startProgress(metrics: Metrics, agent: Agent, intervalMs = 1000)
   const timer = setInterval(() => void tick().catch(() => undefined), intervalMs);
   void tick().catch(() => undefined);
   return {
-    stop() {
+    async stop() {
       clearInterval(timer);
+      await tick().catch(() => undefined);
       if (tty && last) process.stderr.write('\n');
     },
   };
