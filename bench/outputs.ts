@@ -1,7 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { z } from 'zod';
@@ -31,7 +29,6 @@ import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './l
  * standing in for audit_file until that input is registered.
  */
 const gzip = promisify(zlib.gzip);
-const root = fileURLToPath(new URL('..', import.meta.url));
 
 function generate(): { lines: string[]; bytes: number } {
   const approxBytes = Math.round(64 * MiB * scale());

@@ -87,15 +87,16 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   const lineOf = (path: readonly PropertyKey[]): number | undefined => nodeLine(doc, lineCounter, path);
-  const raw = interpolate(doc.toJS() ?? {}, env, [], problems, lineOf);
+  const envRefs = new Set<string>();
+  const raw = interpolate(doc.toJS() ?? {}, env, [], problems, lineOf, envRefs);
 
-  const top = topLevelSchema.safeParse(raw, { reportInput: true });
+  const top = parseWithEnv(topLevelSchema, raw, [], envRefs);
   if (!top.success) pushZodIssues(problems, top.error, [], topLevelSchema, lineOf);
 
   const rawObj = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
-  const inputs = validateSection<InputPlugin>(all, 'inputs', rawObj.inputs, 'input', {}, problems, lineOf);
-  const processors = validateSection<ProcessorPlugin>(all, 'processors', rawObj.processors, 'processor', processorCommonShape, problems, lineOf);
-  const outputs = validateSection<OutputPlugin>(all, 'outputs', rawObj.outputs, 'output', outputCommonShape, problems, lineOf);
+  const inputs = validateSection<InputPlugin>(all, 'inputs', rawObj.inputs, 'input', {}, problems, lineOf, envRefs);
+  const processors = validateSection<ProcessorPlugin>(all, 'processors', rawObj.processors, 'processor', processorCommonShape, problems, lineOf, envRefs);
+  const outputs = validateSection<OutputPlugin>(all, 'outputs', rawObj.outputs, 'output', outputCommonShape, problems, lineOf, envRefs);
 
   if (top.success) {
     if (Object.keys(top.data.inputs).length === 0) {
@@ -119,6 +120,7 @@ function validateSection<P extends Plugin>(
   commonShape: Record<string, z.ZodType>,
   problems: ConfigProblem[],
   lineOf: (path: readonly PropertyKey[]) => number | undefined,
+  envRefs: ReadonlySet<string>,
 ): Array<ComponentConfig<P>> {
   const out: Array<ComponentConfig<P>> = [];
   if (!value || typeof value !== 'object' || Array.isArray(value)) return out;
@@ -151,7 +153,7 @@ function validateSection<P extends Plugin>(
       continue;
     }
     const schema = plugin.schema.extend({ type: z.literal(plugin.type), ...commonShape });
-    const parsed = schema.safeParse(entry, { reportInput: true });
+    const parsed = parseWithEnv(schema, entry, base, envRefs);
     if (!parsed.success) {
       pushZodIssues(problems, parsed.error, base, schema, lineOf);
       continue;
@@ -217,37 +219,119 @@ function checkRouting(
   }
 }
 
-/** Replace `${VAR}` and `${VAR:-default}` in every string value; `$${` is a literal `${`. */
+const ENV_REF_RE = /\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const WHOLE_ENV_REF_RE = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/;
+
+/**
+ * Replace `${VAR}` and `${VAR:-default}` in every string value; `$${` is a literal `${`.
+ * Paths whose whole value was one reference go to `envRefs`: only there may the
+ * text later become a number or boolean (see `parseWithEnv`).
+ */
 function interpolate(
   value: unknown,
   env: NodeJS.ProcessEnv,
   path: PropertyKey[],
   problems: ConfigProblem[],
   lineOf: (path: readonly PropertyKey[]) => number | undefined,
+  envRefs: Set<string>,
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value;
-    return value.replace(/\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (whole, name: string, def: string | undefined) => {
+    if (WHOLE_ENV_REF_RE.test(value)) envRefs.add(pathKey(path));
+    return value.replace(ENV_REF_RE, (whole, name: string, def: string | undefined) => {
       if (whole.startsWith('$$')) return whole.slice(1);
       const v = env[name];
       if (v !== undefined && v !== '') return v;
       if (def !== undefined) return def;
-      problems.push({
-        path: formatPath(path),
-        line: lineOf(path),
-        message: `environment variable ${name} is not set`,
-        fix: `set ${name}, or give a default: \${${name}:-value}`,
-      });
+      problems.push(
+        v === ''
+          ? {
+              path: formatPath(path),
+              line: lineOf(path),
+              message: `environment variable ${name} is set but empty`,
+              fix: `give ${name} a value, or a default for when it is empty: \${${name}:-value}`,
+            }
+          : {
+              path: formatPath(path),
+              line: lineOf(path),
+              message: `environment variable ${name} is not set`,
+              fix: `set ${name}, or give a default: \${${name}:-value}`,
+            },
+      );
       return '';
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, [...path, i], problems, lineOf));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, [...path, i], problems, lineOf, envRefs));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, [...path, k], problems, lineOf);
+    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, env, [...path, k], problems, lineOf, envRefs);
     return out;
   }
   return value;
+}
+
+function pathKey(path: readonly PropertyKey[]): string {
+  return JSON.stringify(path.map((p) => (typeof p === 'number' ? p : String(p))));
+}
+
+/**
+ * Environment variables are text, so `concurrency: ${C}` arrives as "4". Such a
+ * value becomes a number or boolean only where the schema rejected the string
+ * asking for one: a password "123456" stays a string because nothing asks.
+ */
+function parseWithEnv<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  base: readonly PropertyKey[],
+  envRefs: ReadonlySet<string>,
+): z.ZodSafeParseResult<z.output<S>> {
+  let result = schema.safeParse(value, { reportInput: true });
+  if (envRefs.size === 0) return result;
+  // Each round converts every convertible value reported; more rounds only for values a union hid.
+  for (let round = 0; !result.success && round < 4; round++) {
+    let changed = false;
+    for (const issue of flattenIssues(result.error.issues, [])) {
+      if (issue.code !== 'invalid_type' || issue.path.length === 0) continue;
+      if (!envRefs.has(pathKey([...base, ...issue.path]))) continue;
+      const converted = convertEnvText((issue as { input?: unknown }).input, issue.expected);
+      if (converted !== undefined && setAt(value, issue.path, converted)) changed = true;
+    }
+    if (!changed) break;
+    result = schema.safeParse(value, { reportInput: true });
+  }
+  return result;
+}
+
+/** Issues with those of every union branch, paths made relative to the parsed value. */
+function flattenIssues(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[]): z.core.$ZodIssue[] {
+  const out: z.core.$ZodIssue[] = [];
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path];
+    out.push({ ...issue, path });
+    if (issue.code === 'invalid_union') for (const branch of issue.errors) out.push(...flattenIssues(branch, path));
+  }
+  return out;
+}
+
+function convertEnvText(text: unknown, expected: string): number | boolean | undefined {
+  if (typeof text !== 'string') return undefined;
+  if ((expected === 'number' || expected === 'int') && /^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (expected === 'boolean') {
+    if (/^(true|True|TRUE)$/.test(text)) return true;
+    if (/^(false|False|FALSE)$/.test(text)) return false;
+  }
+  return undefined;
+}
+
+function setAt(root: unknown, path: readonly PropertyKey[], v: unknown): boolean {
+  let cur = root;
+  for (const seg of path.slice(0, -1)) {
+    if (!cur || typeof cur !== 'object') return false;
+    cur = (cur as Record<PropertyKey, unknown>)[seg];
+  }
+  if (!cur || typeof cur !== 'object') return false;
+  (cur as Record<PropertyKey, unknown>)[path[path.length - 1]!] = v;
+  return true;
 }
 
 function pushZodIssues(

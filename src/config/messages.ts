@@ -46,8 +46,8 @@ function defOf(schema: unknown): ZodDefLike | undefined {
   return (schema as { _zod?: { def?: ZodDefLike } })?._zod?.def;
 }
 
-/** The object keys a schema accepts at `path` (best effort, for suggestions). */
-export function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+/** The schema that validates the value at `path` (best effort, for suggestions and wording). */
+export function schemaAt(schema: z.ZodType, path: readonly PropertyKey[]): unknown {
   let cur: unknown = schema;
   const unwrap = (s: unknown): unknown => {
     for (let i = 0; i < 10; i++) {
@@ -61,16 +61,60 @@ export function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[
     }
     return s;
   };
-  for (const seg of [...path, null]) {
+  for (const seg of path) {
     cur = unwrap(cur);
     const d = defOf(cur);
-    if (seg === null) return d?.shape ? Object.keys(d.shape) : [];
     if (d?.shape && typeof seg === 'string') cur = d.shape[seg];
     else if (d?.element && typeof seg === 'number') cur = d.element;
     else if (d?.valueType) cur = d.valueType;
-    else return [];
+    else return undefined;
   }
-  return [];
+  return unwrap(cur);
+}
+
+/** The object keys a schema accepts at `path` (best effort, for suggestions). */
+export function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  const d = defOf(schemaAt(schema, path));
+  return d?.shape ? Object.keys(d.shape) : [];
+}
+
+/** True when the number schema at `path` only takes integers, so "> 0" can be said as "at least 1". */
+function isIntegerAt(schema: z.ZodType, path: readonly PropertyKey[]): boolean {
+  type FormatDef = { format?: string; checks?: Array<{ _zod?: { def?: { format?: string } } }> };
+  const d = defOf(schemaAt(schema, path)) as FormatDef | undefined;
+  const isInt = (format: string | undefined) => format !== undefined && /int/.test(format);
+  return isInt(d?.format) || (d?.checks ?? []).some((c) => isInt(c._zod?.def?.format));
+}
+
+function describeBound(
+  issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig,
+  schema: z.ZodType,
+  path: readonly PropertyKey[],
+): { message: string; fix: string } {
+  const below = issue.code === 'too_small';
+  const n = Number(below ? (issue as z.core.$ZodIssueTooSmall).minimum : (issue as z.core.$ZodIssueTooBig).maximum);
+  const input = (issue as { input?: unknown }).input;
+  const got = input === undefined ? '' : `${describe(input)} is too ${below ? 'small' : 'large'}: `;
+  const atMost = below ? 'at least' : 'at most';
+  let rule: string;
+  let fix: string;
+  if (issue.origin === 'array' || issue.origin === 'set') {
+    rule = `must have ${atMost} ${n} item${n === 1 ? '' : 's'}`;
+    fix = `list ${atMost} ${n} item${n === 1 ? '' : 's'}`;
+  } else if (issue.origin === 'string') {
+    rule = `must have ${atMost} ${n} character${n === 1 ? '' : 's'}`;
+    fix = `write ${atMost} ${n} character${n === 1 ? '' : 's'}`;
+  } else if (issue.inclusive) {
+    rule = `must be ${atMost} ${n}`;
+    fix = `use ${atMost} ${n}`;
+  } else {
+    rule = `must be ${below ? 'greater' : 'less'} than ${n}`;
+    // An integer above 0 is at least 1: say the number to write.
+    fix = isIntegerAt(schema, path) ? `use ${atMost} ${below ? n + 1 : n - 1}` : `use a value ${below ? 'greater' : 'less'} than ${n}`;
+  }
+  // A message written by the schema's author (e.g. "must be at least 1KiB") says it in the key's own units.
+  if (!/^Too (small|big):/.test(issue.message)) rule = issue.message;
+  return { message: `${got}${rule}`, fix };
 }
 
 export function describeIssue(
@@ -103,9 +147,12 @@ export function describeIssue(
       return { message: issue.message, fix: 'check the documented forms of this key in docs/configuration.md' };
     }
     case 'too_small':
-      return { message: issue.message, fix: `use at least ${String(issue.minimum)}` };
     case 'too_big':
-      return { message: issue.message, fix: `use at most ${String(issue.maximum)}` };
+      return describeBound(issue, schema, path);
+    case 'custom': {
+      const fix = (issue.params as { fix?: unknown } | undefined)?.fix;
+      return typeof fix === 'string' ? { message: issue.message, fix } : { message: issue.message };
+    }
     case 'invalid_format':
       return { message: issue.message, fix: issue.format === 'regex' ? 'match the documented format' : `write a valid ${issue.format}` };
     default:

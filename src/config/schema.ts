@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { fmtDuration } from './describe.ts';
 import { duration, size } from './units.ts';
 
 /** The keys ktrail itself owns; plugin keys are declared by each plugin. */
@@ -39,6 +40,15 @@ export const spoolSchema = z
       .enum(['block', 'drop_newest'])
       .default('block')
       .describe('block: inputs pause (files wait on disk, watches stop reading); drop_newest: new records are dropped and counted.'),
+    dead_letter_max_bytes: size()
+      .default(256 * 1024 * 1024)
+      .describe('Upper bound of the dead-letter table; the oldest rows are pruned beyond it (counted in ktrail_dead_letters_pruned_total).'),
+    release_removed_outputs: z
+      .boolean()
+      .default(false)
+      .describe(
+        'When an output disappears from the config, its undelivered batches stay in the spool (counted in ktrail_spool_orphaned_batches) until it comes back; true releases them at start (counted as discarded, reason output_removed).',
+      ),
   })
   .prefault({});
 
@@ -49,17 +59,29 @@ export const matchSchema = z
   .describe('Input names ("*" wildcards allowed) whose records this component takes.');
 
 export const batchSchema = z.strictObject({
-  max_bytes: size().optional().describe('Flush a request at this many encoded bytes (default per output type).'),
+  max_bytes: size({ minBytes: 1 }).optional().describe('Flush a request at this many encoded bytes (default per output type).'),
   max_records: z.number().int().positive().optional().describe('Flush a request at this many records (default per output type).'),
   flush_interval: duration().optional().describe('Send a partial request once its oldest record waited this long (default per output type).'),
 });
 
 export const retrySchema = z
   .strictObject({
-    initial_backoff: duration().default(500).describe('Ceiling of the first retry delay; doubles per retry (full jitter).'),
-    max_backoff: duration().default(60_000).describe('Largest retry delay ceiling. Retry-After from the server takes precedence.'),
+    // A zero backoff would make a failing output retry in a tight loop and starve the event loop.
+    initial_backoff: duration({ minMs: 1 }).default(500).describe('Ceiling of the first retry delay; doubles per retry (full jitter).'),
+    max_backoff: duration({ minMs: 1 }).default(60_000).describe('Largest retry delay ceiling. Retry-After from the server takes precedence.'),
     /** Give up and dead-letter after this long; unset = retry forever (the default). */
     max_elapsed: duration().optional().describe('Dead-letter records still failing after this long. Unset: retry forever.'),
+  })
+  .superRefine((retry, ctx) => {
+    if (retry.max_backoff < retry.initial_backoff) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['max_backoff'],
+        input: retry.max_backoff,
+        message: `max_backoff (${fmtDuration(retry.max_backoff)}) is below initial_backoff (${fmtDuration(retry.initial_backoff)})`,
+        params: { fix: 'raise max_backoff to at least initial_backoff, or lower initial_backoff' },
+      });
+    }
   })
   .prefault({});
 
@@ -68,7 +90,7 @@ export const outputCommonShape = {
   match: matchSchema,
   batch: batchSchema.prefault({}),
   retry: retrySchema,
-  request_timeout: duration().optional().describe('Abort one send attempt after this long and retry it (default per output type).'),
+  request_timeout: duration({ minMs: 1 }).optional().describe('Abort one send attempt after this long and retry it (default per output type).'),
   concurrency: z.number().int().min(1).max(64).optional().describe('Requests in flight at once (default per output type).'),
 };
 

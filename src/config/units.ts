@@ -38,32 +38,68 @@ export function parseSizeBytes(text: string): number | undefined {
   return Math.round(Number(m[1]) * mult);
 }
 
-/** A duration: "500ms", "30s", "5m", "1h", "7d", or a number of milliseconds. */
-export const duration = () =>
-  z.union([z.number().int().nonnegative(), z.string()]).meta({ ktrailType: 'duration' }).transform((v, ctx) => {
-    if (typeof v === 'number') return v;
-    const ms = parseDurationMs(v);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${v}" is not a duration; write it like 500ms, 30s, 5m, 1h or 7d`,
-      });
-      return z.NEVER;
+export interface DurationOptions {
+  /** Smallest accepted value, e.g. 1 for "zero would make the caller spin". */
+  minMs?: number;
+}
+
+export interface SizeOptions {
+  minBytes?: number;
+}
+
+function describeInput(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * Both helpers take `unknown` so that every wrong input (true, 1.5, a list, a
+ * missing key) gets their own wording instead of zod's generic "Invalid input".
+ * `params.fix` is picked up by messages.ts as the problem's fix line.
+ */
+function unitValue(
+  kind: 'duration' | 'size',
+  v: unknown,
+  ctx: z.RefinementCtx,
+  parse: (text: string) => number | undefined,
+  min: number,
+): number {
+  const example = kind === 'duration' ? '500ms, 30s, 5m, 1h or 7d' : '512KiB, 16MiB, 1GiB or a number of bytes';
+  const unit = kind === 'duration' ? 'ms' : min === 1 ? ' byte' : ' bytes';
+  const fail = (message: string, fix: string): number => {
+    ctx.addIssue({ code: 'custom', message, params: { fix }, input: v });
+    return z.NEVER;
+  };
+  if (v === undefined) return fail(`required key is missing (expected a ${kind})`, `add it, written like ${example}`);
+  let n: number | undefined;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      return fail(`${describeInput(v)} is not a ${kind}; a bare number must be a whole, non-negative number of ${kind === 'duration' ? 'milliseconds' : 'bytes'}`, `write it like ${example}`);
     }
-    return ms;
-  });
+    n = v;
+  } else if (typeof v === 'string') {
+    n = parse(v);
+    if (n === undefined) return fail(`"${v}" is not a ${kind}; write it like ${example}`, `write it like ${example}`);
+  } else {
+    return fail(`expected a ${kind}, got ${describeInput(v)}`, `write it like ${example}`);
+  }
+  if (n < min) return fail(`${describeInput(v)} is too small: must be at least ${min}${unit}`, `use at least ${min}${unit}`);
+  return n;
+}
+
+/** A duration: "500ms", "30s", "5m", "1h", "7d", or a number of milliseconds. */
+export const duration = (opts: DurationOptions = {}) =>
+  z
+    .unknown()
+    .meta({ ktrailType: 'duration' })
+    .transform((v, ctx) => unitValue('duration', v, ctx, parseDurationMs, opts.minMs ?? 0));
 
 /** A size: "16MiB", "512KiB", "5MB", or a number of bytes. */
-export const size = () =>
-  z.union([z.number().int().nonnegative(), z.string()]).meta({ ktrailType: 'size' }).transform((v, ctx) => {
-    if (typeof v === 'number') return v;
-    const bytes = parseSizeBytes(v);
-    if (bytes === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${v}" is not a size; write it like 512KiB, 16MiB, 1GiB or a number of bytes`,
-      });
-      return z.NEVER;
-    }
-    return bytes;
-  });
+export const size = (opts: SizeOptions = {}) =>
+  z
+    .unknown()
+    .meta({ ktrailType: 'size' })
+    .transform((v, ctx) => unitValue('size', v, ctx, parseSizeBytes, opts.minBytes ?? 0));

@@ -91,15 +91,14 @@ export class Agent {
     if (this.#started) return;
     this.#started = true;
     const { config } = this;
-    const spoolCfg = config.spool as typeof config.spool & { dead_letter_max_bytes?: number; release_removed_outputs?: boolean };
     const spool = new Spool({
       stateDir: config.service.state_dir,
       maxBytes: config.spool.max_bytes,
-      deadLetterMaxBytes: spoolCfg.dead_letter_max_bytes,
+      deadLetterMaxBytes: config.spool.dead_letter_max_bytes,
     });
     this.#spool = spool;
     this.#registerSpoolMetrics(spool);
-    this.#handleOrphans(spool, spoolCfg.release_removed_outputs === true);
+    this.#handleOrphans(spool, config.spool.release_removed_outputs);
     const state: StateAccess = { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) };
 
     for (const oc of config.outputs) {
@@ -265,7 +264,7 @@ export class Agent {
     onCollect(m.deadLetterBytes, () => m.deadLetterBytes.set(spool.deadLetterBytes));
     spool.onDeadLetterPrune((rows) => {
       m.deadLettersPruned.inc(rows);
-      this.#log.warn({ rows, maxBytes: (this.config.spool as { dead_letter_max_bytes?: number }).dead_letter_max_bytes }, 'dead-letter table full: oldest rows pruned');
+      this.#log.warn({ rows, maxBytes: this.config.spool.dead_letter_max_bytes }, 'dead-letter table full: oldest rows pruned');
     });
     const outputs = this.config.outputs.map((o) => o.name);
     const refresh = () => {

@@ -72,21 +72,28 @@ export class LogRecord {
 
   /** The JSON document line as outputs will ship it (no trailing newline). */
   encode(): string {
-    let base: string;
-    if (this.#raw !== undefined) base = this.#raw;
-    else base = JSON.stringify(this.#doc);
-    if (this.#added === undefined || this.#added.size === 0) return base;
+    const added: Array<[string, unknown]> = [];
+    if (this.#added) for (const [k, v] of this.#added) if (v !== undefined) added.push([k, v]);
+    if (this.#raw === undefined) return JSON.stringify(added.length === 0 ? this.#doc : this.#merged(added));
+    const raw = this.#raw;
+    if (added.length === 0) return raw;
+    // Splicing a key the document already has would write it twice, which
+    // Elasticsearch rejects. The substring test is cheap and may be a false
+    // alarm (a nested key, a string value): then re-encoding is merely slower.
+    if (added.some(([k]) => raw.includes(JSON.stringify(k)))) return JSON.stringify(this.#merged(added));
     // Splice added keys before the closing brace; raw audit lines stay untouched.
     let extra = '';
-    for (const [k, v] of this.#added) {
-      if (v === undefined) continue;
-      extra += `${JSON.stringify(k)}:${JSON.stringify(v)},`;
-    }
-    if (extra === '') return base;
-    const close = base.lastIndexOf('}');
-    const body = base.slice(0, close).trimEnd();
-    const sep = body.endsWith('{') ? '' : ',';
-    return `${body}${sep}${extra.slice(0, -1)}}`;
+    for (const [k, v] of added) extra += `,${JSON.stringify(k)}:${JSON.stringify(v)}`;
+    const close = raw.lastIndexOf('}');
+    const body = raw.slice(0, close).trimEnd();
+    return body.endsWith('{') ? `${body}${extra.slice(1)}}` : `${body}${extra}}`;
+  }
+
+  /** The document with the added keys; an added key replaces the original's value in place. */
+  #merged(added: ReadonlyArray<[string, unknown]>): JsonObject {
+    const out: JsonObject = { ...this.doc };
+    for (const [k, v] of added) out[k] = v;
+    return out;
   }
 }
 

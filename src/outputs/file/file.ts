@@ -10,7 +10,9 @@ import { errorMessage } from '../../errors.ts';
  * `ktrail.ndjson` becomes `ktrail-<UTC timestamp>.ndjson` once it would pass
  * `max_file_bytes`, and only the newest `max_files` rolled files are kept.
  * A request is acknowledged after its bytes are written (and fsynced when
- * `fsync: true`), so a crash can at worst repeat the last request.
+ * `fsync: true`), so a crash can at worst repeat the last request. A failed
+ * write is cut back to the last complete request, so its retry never lands
+ * after a torn line.
  */
 const schema = z.strictObject({
   path: z.string().min(1),
@@ -19,6 +21,19 @@ const schema = z.strictObject({
   fsync: z.boolean().default(false),
 });
 type FileConfig = z.output<typeof schema>;
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Exactly the names `#roll` creates, `<name>-<ISO stamp with - for : and .>[.<n>]<ext>`,
+ * so retention never counts or deletes a sibling's files (`audit-important.db`,
+ * another output's `audit-x-<stamp>.ndjson`).
+ */
+export function rolledNamePattern(name: string, ext: string): RegExp {
+  return new RegExp(`^${escapeRe(name)}-(\\d{4}-\\d{2}-\\d{2}T\\d{2}-\\d{2}-\\d{2}-\\d{3}Z)(?:\\.(\\d+))?${escapeRe(ext)}$`);
+}
 
 class FileOutput implements Output {
   readonly #cfg: FileConfig;
@@ -40,18 +55,47 @@ class FileOutput implements Output {
   }
 
   #roll(): void {
-    if (this.#fd !== undefined) fs.closeSync(this.#fd);
+    this.#closeFd();
     const { dir, name, ext } = path.parse(path.resolve(this.#cfg.path));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     let target = path.join(dir, `${name}-${stamp}${ext}`);
     for (let i = 1; fs.existsSync(target); i++) target = path.join(dir, `${name}-${stamp}.${i}${ext}`);
     fs.renameSync(this.#cfg.path, target);
-    const rolled = fs
-      .readdirSync(dir)
-      .filter((f) => f.startsWith(`${name}-`) && f.endsWith(ext))
-      .sort();
-    for (const old of rolled.slice(0, Math.max(0, rolled.length - this.#cfg.max_files))) fs.rmSync(path.join(dir, old), { force: true });
+    const pattern = rolledNamePattern(name, ext);
+    const rolled: Array<{ file: string; stamp: string; n: number }> = [];
+    for (const file of fs.readdirSync(dir)) {
+      const m = pattern.exec(file);
+      if (m) rolled.push({ file, stamp: m[1]!, n: m[2] === undefined ? 0 : Number(m[2]) });
+    }
+    // Oldest first: by stamp, then by the collision counter (".10" after ".9").
+    rolled.sort((a, b) => (a.stamp < b.stamp ? -1 : a.stamp > b.stamp ? 1 : a.n - b.n));
+    for (const old of rolled.slice(0, Math.max(0, rolled.length - this.#cfg.max_files))) fs.rmSync(path.join(dir, old.file), { force: true });
     this.#open();
+  }
+
+  #closeFd(): void {
+    const fd = this.#fd;
+    // Forget the number first: a closed fd number may be reused by an unrelated file.
+    this.#fd = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+
+  /**
+   * Cut the file back to its size before the failed request (a partial write
+   * or an un-fsynced one), so the retry appends whole lines after whole lines.
+   * If even that fails, reopen on the next send and take the file as it is.
+   */
+  #discardPartial(): void {
+    if (this.#fd === undefined) return;
+    try {
+      fs.ftruncateSync(this.#fd, this.#size);
+    } catch {
+      try {
+        this.#closeFd();
+      } catch {
+        // The fd is unusable either way; the next send opens the file again.
+      }
+    }
   }
 
   async send(request: OutboundRequest): Promise<SendOutcome> {
@@ -63,17 +107,18 @@ class FileOutput implements Output {
       if (this.#size > 0 && this.#size + buf.length > this.#cfg.max_file_bytes) this.#roll();
       let off = 0;
       while (off < buf.length) off += fs.writeSync(this.#fd!, buf, off);
-      this.#size += buf.length;
       if (this.#cfg.fsync) fs.fsyncSync(this.#fd!);
+      // Only now is the request whole (and durable when asked): the size to cut back to on a later failure.
+      this.#size += buf.length;
       return { kind: 'ok' };
     } catch (err) {
+      this.#discardPartial();
       return { kind: 'retryable', reason: `file write failed: ${errorMessage(err)}` };
     }
   }
 
   async close(): Promise<void> {
-    if (this.#fd !== undefined) fs.closeSync(this.#fd);
-    this.#fd = undefined;
+    this.#closeFd();
   }
 }
 
