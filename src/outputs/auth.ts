@@ -104,3 +104,9 @@ export class Authorizer {
     );
   }
 }
+
+/** `Basic` credentials written into a URL (`https://user:pass@host`), or undefined. */
+export function urlBasicAuth(url: URL): string | undefined {
+  if (!url.username) return undefined;
+  return `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+}

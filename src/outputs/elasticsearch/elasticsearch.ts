@@ -3,7 +3,7 @@ import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { errorMessage } from '../../errors.ts';
-import { Authorizer, esAuthSchema } from '../auth.ts';
+import { Authorizer, esAuthSchema, urlBasicAuth } from '../auth.ts';
 import { ByteWriterPool } from '../byte-writer.ts';
 import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../http/status.ts';
 import { parsePattern, TimePattern } from '../time-pattern.ts';
@@ -97,9 +97,8 @@ class ElasticsearchOutput implements Output {
     for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v;
     headers['content-type'] = 'application/x-ndjson';
     headers['user-agent'] ??= 'ktrail';
-    if (url.username) {
-      headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
-    }
+    const basic = urlBasicAuth(url);
+    if (basic) headers.authorization = basic;
     this.#headers = headers;
   }
 

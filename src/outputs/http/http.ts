@@ -2,7 +2,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
-import { Authorizer, httpAuthSchema } from '../auth.ts';
+import { Authorizer, httpAuthSchema, urlBasicAuth } from '../auth.ts';
 import { ByteWriterPool } from '../byte-writer.ts';
 import { HttpPool, tlsSchema } from '../tls.ts';
 import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
@@ -55,9 +55,8 @@ class HttpOutput implements Output {
     for (const [k, v] of Object.entries(cfg.headers)) {
       if (!RESERVED.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
     }
-    if (url.username) {
-      headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
-    }
+    const basic = urlBasicAuth(url);
+    if (basic) headers.authorization = basic;
     this.#headers = headers;
   }
 
