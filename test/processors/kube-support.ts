@@ -1,30 +1,8 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import { writeKubeconfig as writeKubeconfigFile } from '../helpers/kubeconfig.ts';
 
 /** A kubeconfig pointing at the API emulation (plain http, inline bearer token). */
 export function writeKubeconfig(dir: string, server: string, token: string): string {
-  const file = path.join(dir, 'kubeconfig');
-  fs.writeFileSync(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: emu',
-      '  cluster:',
-      `    server: ${server}`,
-      'users:',
-      '- name: ktrail',
-      '  user:',
-      `    token: ${token}`,
-      'contexts:',
-      '- name: emu',
-      '  context: { cluster: emu, user: ktrail }',
-      'current-context: emu',
-      '',
-    ].join('\n'),
-  );
-  return file;
+  return writeKubeconfigFile(dir, server, { token });
 }
 
 export async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {

@@ -17,43 +17,7 @@ export function tempDir(prefix = 'ktrail-events-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export interface KubeconfigOptions {
-  token?: string;
-  tokenFile?: string;
-  namespace?: string;
-}
-
-/** A kubeconfig for the emulation (plain http, bearer token inline or from a file). */
-export function writeKubeconfig(dir: string, server: string, opts: KubeconfigOptions = {}): string {
-  const user: string[] = [];
-  if (opts.token !== undefined) user.push(`    token: ${opts.token}`);
-  if (opts.tokenFile !== undefined) user.push(`    token-file: ${opts.tokenFile}`);
-  const file = path.join(dir, 'kubeconfig');
-  fs.writeFileSync(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: emu',
-      '  cluster:',
-      `    server: ${server}`,
-      'users:',
-      '- name: collector',
-      '  user:',
-      ...(user.length > 0 ? user : ['    {}']),
-      'contexts:',
-      '- name: emu',
-      '  context:',
-      '    cluster: emu',
-      '    user: collector',
-      ...(opts.namespace ? [`    namespace: ${opts.namespace}`] : []),
-      'current-context: emu',
-      '',
-    ].join('\n'),
-  );
-  return file;
-}
+export { writeKubeconfig, type KubeconfigOptions } from '../../helpers/kubeconfig.ts';
 
 export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition', pollMs = 20): Promise<void> {
   const end = Date.now() + timeoutMs;
