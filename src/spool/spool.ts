@@ -235,6 +235,10 @@ export class Spool {
     // durable against a process crash (SIGKILL); only an OS crash or power loss
     // can roll back the last transactions, and then checkpoints roll back with
     // their records, so the invariant holds.
+    // 64 KiB pages: a batch is one large row, and fewer, larger pages roughly
+    // halve the CPU per spooled MiB (npm run bench: spool). Takes effect when
+    // the database is created; an existing one keeps its page size.
+    this.db.pragma('page_size = 65536');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
