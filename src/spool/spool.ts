@@ -147,6 +147,37 @@ export function encodeBatch(records: readonly SpooledRecord[]): string {
   return out;
 }
 
+/**
+ * encodeBatch's bytes, written straight into one reused buffer: no rope of
+ * strings to flatten, no second UTF-8 pass to measure it, and SQLite copies
+ * the bytes as they are (bound as a blob, stored as TEXT). The result is only
+ * valid until the next call.
+ */
+let encodeBuf = Buffer.allocUnsafe(1024 * 1024);
+export function encodeBatchBytes(records: readonly SpooledRecord[]): Buffer {
+  let o = 0;
+  for (const r of records) {
+    const id = /[\t\n\r]/.test(r.id) ? r.id.replace(/[\t\n\r]/g, ' ') : r.id;
+    // A UTF-16 code unit is at most 3 UTF-8 bytes; 24 bytes cover the time and separators.
+    const need = o + (id.length + r.json.length) * 3 + 24;
+    if (need > encodeBuf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(need, encodeBuf.length * 2));
+      encodeBuf.copy(bigger, 0, 0, o);
+      encodeBuf = bigger;
+    }
+    o += encodeBuf.write(id, o);
+    encodeBuf[o++] = 0x09;
+    o += encodeBuf.write(String(r.timeMs), o, 'latin1');
+    encodeBuf[o++] = 0x09;
+    o += encodeBuf.write(r.json, o);
+    encodeBuf[o++] = 0x0a;
+  }
+  const out = encodeBuf.subarray(0, o);
+  // Give a buffer grown for one huge batch back.
+  if (encodeBuf.length > 16 * 1024 * 1024) encodeBuf = Buffer.allocUnsafe(1024 * 1024);
+  return out;
+}
+
 export function decodeBatch(input: string, data: string): SpooledRecord[] {
   const out: SpooledRecord[] = [];
   let start = 0;
@@ -267,7 +298,8 @@ export class Spool {
   #prepare(): void {
     const db = this.db;
     this.#stmt = {
-      insertBatch: db.prepare('INSERT INTO spool_batches (input, created_ms, record_count, bytes, data) VALUES (?, ?, ?, ?, ?)'),
+      // The batch is bound as bytes (encodeBatchBytes) and kept as TEXT, so readers get a string as before.
+      insertBatch: db.prepare('INSERT INTO spool_batches (input, created_ms, record_count, bytes, data) VALUES (?, ?, ?, ?, CAST(? AS TEXT))'),
       insertDelivery: db.prepare('INSERT INTO spool_deliveries (output, batch_id) VALUES (?, ?)'),
       insertDeadLetter: db.prepare(
         'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, reason, data, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -336,8 +368,8 @@ export class Spool {
    */
   append(req: AppendRequest): AppendResult {
     this.#assertOpen();
-    const data = req.records.length > 0 ? encodeBatch(req.records) : '';
-    const bytes = Buffer.byteLength(data);
+    const data = encodeBatchBytes(req.records);
+    const bytes = data.length;
     const drop = req.records.length > 0 && req.dropWhenFull === true && this.isFull(bytes);
     const store = req.records.length > 0 && req.routes.length > 0 && !drop;
     const now = Date.now();

@@ -39,6 +39,7 @@ class FileOutput implements Output {
   readonly #cfg: FileConfig;
   #fd: number | undefined;
   #size = 0;
+  #out = Buffer.allocUnsafe(1024 * 1024);
 
   constructor(cfg: FileConfig, _ctx: OutputContext) {
     this.#cfg = cfg;
@@ -99,9 +100,7 @@ class FileOutput implements Output {
   }
 
   async send(request: OutboundRequest): Promise<SendOutcome> {
-    let text = '';
-    for (const r of request.records) text += `${r.json}\n`;
-    const buf = Buffer.from(text);
+    const buf = this.#encode(request.records);
     try {
       if (this.#fd === undefined) this.#open();
       if (this.#size > 0 && this.#size + buf.length > this.#cfg.max_file_bytes) this.#roll();
@@ -115,6 +114,32 @@ class FileOutput implements Output {
       this.#discardPartial();
       return { kind: 'retryable', reason: `file write failed: ${errorMessage(err)}` };
     }
+  }
+
+  /**
+   * The request's NDJSON in one reused buffer: writing each record's string
+   * into it costs a tenth of concatenating them and converting the result
+   * (which flattens a rope of strings, then allocates an external buffer per
+   * request that only a GC frees). Valid until the next call: send() writes
+   * it before it first awaits, so concurrent sends never share it.
+   */
+  #encode(records: OutboundRequest['records']): Buffer {
+    let o = 0;
+    for (const r of records) {
+      // A UTF-16 code unit is at most 3 UTF-8 bytes.
+      const need = o + r.json.length * 3 + 1;
+      if (need > this.#out.length) {
+        const bigger = Buffer.allocUnsafe(Math.max(need, this.#out.length * 2));
+        this.#out.copy(bigger, 0, 0, o);
+        this.#out = bigger;
+      }
+      o += this.#out.write(r.json, o);
+      this.#out[o++] = 0x0a;
+    }
+    const buf = this.#out.subarray(0, o);
+    // Give a buffer grown for one huge request back.
+    if (this.#out.length > 16 * 1024 * 1024) this.#out = Buffer.allocUnsafe(1024 * 1024);
+    return buf;
   }
 
   async close(): Promise<void> {
