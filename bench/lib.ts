@@ -25,6 +25,9 @@ export async function measure(name: string, fn: () => Promise<{ bytes: number; e
 
 export const MiB = 1024 * 1024;
 
+/** The V8 flags manifests/ sets in NODE_OPTIONS; benchmarks run agent children with them. */
+export const SHIPPED_V8_FLAGS = ['--max-old-space-size=224', '--max-semi-space-size=16'];
+
 /** KTRAIL_BENCH_SCALE shrinks or grows every case (default 1). */
 export function scale(): number {
   const s = Number(process.env.KTRAIL_BENCH_SCALE ?? '1');
