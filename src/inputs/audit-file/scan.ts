@@ -1,3 +1,4 @@
+import type { BigIntStats } from 'node:fs';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -192,14 +193,7 @@ export class Scanner {
     try {
       const st = await fh.stat({ bigint: true });
       if (!st.isFile()) return undefined;
-      const base = {
-        path: file,
-        dev: st.dev.toString(),
-        ino: st.ino.toString(),
-        size: Number(st.size),
-        mtimeMs: Number(st.mtimeMs),
-        compressed: isCompressedName(file),
-      };
+      const base = identityOf(file, st);
       const key = `${base.dev}:${base.ino}`;
       const stamp = `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
       const wantLineEnd = !base.compressed && this.#opts.wantLineEnd(base);
@@ -235,16 +229,7 @@ export class Scanner {
     try {
       const st = await fsp.stat(file, { bigint: true });
       if (!st.isFile()) return undefined;
-      return {
-        path: file,
-        dev: st.dev.toString(),
-        ino: st.ino.toString(),
-        size: Number(st.size),
-        mtimeMs: Number(st.mtimeMs),
-        compressed: isCompressedName(file),
-        fp: undefined,
-        unreadable: true,
-      };
+      return { ...identityOf(file, st), fp: undefined, unreadable: true };
     } catch {
       return undefined;
     }
@@ -343,4 +328,16 @@ export class DirWatcher {
     this.#watched.clear();
     await w?.close().catch(() => undefined);
   }
+}
+
+/** What a stat says about a file: its identity (dev, inode), size, mtime, and whether it is a .gz backup. */
+function identityOf(file: string, st: BigIntStats) {
+  return {
+    path: file,
+    dev: st.dev.toString(),
+    ino: st.ino.toString(),
+    size: Number(st.size),
+    mtimeMs: Number(st.mtimeMs),
+    compressed: isCompressedName(file),
+  };
 }
