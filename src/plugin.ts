@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import type { z } from 'zod';
 import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
-import type { DeadLetterEntry } from './spool/spool.ts';
+import type { DeadLetterEntry } from './spool/dead-letter.ts';
 import type { MigrationStep } from './spool/migrations.ts';
 import type { ComponentTelemetry, Metrics } from './telemetry/metrics.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -36,9 +36,17 @@ export interface StateAccess {
 }
 
 export interface InputDeadLetter {
+  /** Stable reason code: the metric label and what `ktrail status` groups by (`parse_error`, `oversize`). */
+  code: string;
+  /** What went wrong and where (file, offset); never the content itself. */
   reason: string;
-  data: string;
+  /** The bytes as read (a Buffer keeps binary content exact). */
+  data: Buffer | string;
+  /** `data` is only a sample of the content (an oversize line's first bytes). */
+  partial?: boolean;
   recordId?: string;
+  /** Where the content was read: enough to find it again when its bytes are withheld. */
+  source?: { file: string; offset: number; length: number };
 }
 
 export interface EmitBatch {
@@ -88,6 +96,14 @@ export interface Processor {
   stop?(): Promise<void>;
   /** Return the records to keep (possibly changed or enriched); never throw for one bad record. */
   process(records: LogRecord[]): LogRecord[] | Promise<LogRecord[]>;
+  /**
+   * Could this processor have changed (redacted) a document with this text?
+   * Asked about content that cannot be parsed, and so cannot be processed:
+   * when the answer is yes, that content is neither stored nor sent (see
+   * docs/security.md). `partial`: the text is only part of the content, so
+   * a condition on the unseen rest cannot rule the processor out.
+   */
+  mayChange?(text: string, partial: boolean): boolean;
 }
 
 export interface OutboundRequest {

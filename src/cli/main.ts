@@ -10,13 +10,15 @@ const HELP = `ktrail ${VERSION} — ships Kubernetes audit logs and events, noth
 Usage:
   ktrail run -c FILE            run the agent with the config FILE
   ktrail check -c FILE          validate FILE, print the resolved config (secrets masked)
-  ktrail status --state-dir DIR checkpoints, spool, output lag and dead letters (also while running)
+  ktrail status --state-dir DIR checkpoints, spool, output lag and dead letters (also while running);
+                                --verbose lists every dead letter (never its bytes)
   ktrail --version | --help
 
 Options:
   -c, --config FILE     config file (YAML)
       --state-dir DIR   the agent's service.state_dir (status)
       --json            status/check: print JSON
+      --verbose         status: list dead letters one by one
 
 Exit codes: 0 ok, 1 runtime error, 2 invalid config or usage.
 Docs: docs/configuration.md, docs/metrics.md, docs/architecture.md`;
@@ -31,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         'state-dir': { type: 'string' },
         json: { type: 'boolean', default: false },
+        verbose: { type: 'boolean', default: false },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -55,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'run':
       return run(values.config);
     case 'status':
-      return status(values['state-dir'], values.config, values.json === true);
+      return status(values['state-dir'], values.config, values.json === true, values.verbose === true);
     default:
       process.stderr.write(`ktrail: unknown command "${command}"\n\n${HELP}\n`);
       return 2;
@@ -71,9 +74,10 @@ function needConfig(file: string | undefined): file is string {
 async function check(file: string | undefined, json: boolean): Promise<number> {
   if (!needConfig(file)) return 2;
   const { ConfigError, loadConfigFile } = await import('../config/load.ts');
-  const { maskSecrets } = await import('./mask.ts');
+  const { maskValue, rememberConfigSecrets, scrubText } = await import('../telemetry/scrub.ts');
   try {
     const cfg = loadConfigFile(file);
+    rememberConfigSecrets(cfg);
     const resolved = {
       service: cfg.service,
       spool: cfg.spool,
@@ -81,7 +85,7 @@ async function check(file: string | undefined, json: boolean): Promise<number> {
       processors: Object.fromEntries(cfg.processors.map((c) => [c.name, c.config])),
       outputs: Object.fromEntries(cfg.outputs.map((c) => [c.name, c.config])),
     };
-    const masked = maskSecrets(resolved);
+    const masked = maskValue(resolved);
     if (json) process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
     else {
       process.stdout.write(`${file}: valid (${cfg.inputs.length} inputs, ${cfg.processors.length} processors, ${cfg.outputs.length} outputs)\n`);
@@ -89,18 +93,22 @@ async function check(file: string | undefined, json: boolean): Promise<number> {
     }
     return 0;
   } catch (err) {
-    process.stderr.write(`${errorMessage(err)}\n`);
+    process.stderr.write(`${scrubText(errorMessage(err))}\n`);
     return err instanceof ConfigError || (err instanceof KtrailError && err.code.startsWith('KTRAIL_ERR_CONFIG')) ? 2 : 1;
   }
 }
 
-async function status(stateDir: string | undefined, file: string | undefined, json: boolean): Promise<number> {
+async function status(stateDir: string | undefined, file: string | undefined, json: boolean, verbose: boolean): Promise<number> {
   const { loadConfigFile } = await import('../config/load.ts');
   const { formatStatus, readStatus } = await import('./status.ts');
+  const { rememberConfigSecrets, scrubText } = await import('../telemetry/scrub.ts');
   let dir = stateDir;
-  if (!dir && file) {
+  if (file) {
     try {
-      dir = loadConfigFile(file).service.state_dir;
+      const cfg = loadConfigFile(file);
+      // Reasons quote what destinations answered: mask whatever this config knows is secret.
+      rememberConfigSecrets(cfg);
+      dir ??= cfg.service.state_dir;
     } catch (err) {
       process.stderr.write(`${errorMessage(err)}\n`);
       return 2;
@@ -111,8 +119,8 @@ async function status(stateDir: string | undefined, file: string | undefined, js
     return 2;
   }
   try {
-    const report = readStatus(dir);
-    process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
+    const report = readStatus(dir, Date.now(), { verbose });
+    process.stdout.write(scrubText(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`));
     return 0;
   } catch (err) {
     process.stderr.write(`ktrail: ${errorMessage(err)}\n`);
@@ -150,6 +158,9 @@ async function run(file: string | undefined): Promise<number> {
     process.stderr.write(`${errorMessage(err)}\n`);
     return 2;
   }
+  // From here on every log line masks the credentials this config holds.
+  const { rememberConfigSecrets } = await import('../telemetry/scrub.ts');
+  rememberConfigSecrets(cfg);
   const log = createLogger(cfg.service.log_level);
   const metrics = createMetrics();
   enableProcessMetrics(metrics);

@@ -11,10 +11,26 @@ export interface StatusReport {
   spool: { batches: number; records: number; bytes: number };
   inputs: Array<{ input: string; type?: string; checkpoints: Array<Record<string, unknown>> }>;
   outputs: Array<{ output: string; watermark: number; pendingBatches: number; pendingRecords: number; pendingBytes: number; oldestPendingAgeS: number | null }>;
-  deadLetters: Array<{ component: string; reason: string; count: number }>;
+  /** Dead letters grouped by component and reason code. */
+  deadLetters: Array<{ component: string; code: string; count: number; withheld: number; first: string; last: string; sampleReason: string }>;
+  /** Every row, newest first (with `verbose`); never the bytes, which `ktrail status` does not print. */
+  deadLetterRows?: DeadLetterListing[];
 }
 
-export function readStatus(stateDir: string, nowMs = Date.now()): StatusReport {
+export interface DeadLetterListing {
+  id: number;
+  time: string;
+  component: string;
+  code: string;
+  reason: string;
+  recordId: string | null;
+  length: number;
+  sha256: string;
+  withheld: boolean;
+  source: { file: string; offset: number; length: number } | null;
+}
+
+export function readStatus(stateDir: string, nowMs = Date.now(), opts: { verbose?: boolean; limit?: number } = {}): StatusReport {
   const spool = new Spool({ stateDir, maxBytes: Number.MAX_SAFE_INTEGER, readonly: true });
   try {
     const db = spool.db;
@@ -55,13 +71,38 @@ export function readStatus(stateDir: string, nowMs = Date.now()): StatusReport {
           oldestPendingAgeS: b.oldestCreatedMs !== undefined ? Math.round((nowMs - b.oldestCreatedMs) / 1000) : null,
         };
       }),
-      deadLetters: db
-        .prepare('SELECT component, reason, count(*) AS count FROM dead_letters GROUP BY component, reason ORDER BY component, count DESC')
-        .all() as StatusReport['deadLetters'],
+      deadLetters: (
+        db
+          .prepare(
+            `SELECT component, code, count(*) AS count, sum(withheld) AS withheld, min(time_ms) AS first, max(time_ms) AS last,
+                    (SELECT reason FROM dead_letters d2 WHERE d2.component = d.component AND d2.code = d.code ORDER BY id DESC LIMIT 1) AS sampleReason
+             FROM dead_letters d GROUP BY component, code ORDER BY component, count DESC`,
+          )
+          .all() as Array<{ component: string; code: string; count: number; withheld: number; first: number; last: number; sampleReason: string }>
+      ).map((g) => ({ ...g, first: new Date(g.first).toISOString(), last: new Date(g.last).toISOString() })),
+      ...(opts.verbose ? { deadLetterRows: listDeadLetters(db, opts.limit ?? 1000) } : {}),
     };
   } finally {
     spool.close();
   }
+}
+
+function listDeadLetters(db: Spool['db'], limit: number): DeadLetterListing[] {
+  const rows = db
+    .prepare('SELECT id, time_ms, component, code, reason, record_id, length, sha256, withheld, source FROM dead_letters ORDER BY id DESC LIMIT ?')
+    .all(limit) as Array<{ id: number; time_ms: number; component: string; code: string; reason: string; record_id: string | null; length: number; sha256: string; withheld: number; source: string | null }>;
+  return rows.map((r) => ({
+    id: r.id,
+    time: new Date(r.time_ms).toISOString(),
+    component: r.component,
+    code: r.code,
+    reason: r.reason,
+    recordId: r.record_id,
+    length: r.length,
+    sha256: r.sha256,
+    withheld: r.withheld === 1,
+    source: r.source ? (JSON.parse(r.source) as DeadLetterListing['source']) : null,
+  }));
 }
 
 function safeDescribe(p: InputPlugin, db: Spool['db'], tables: Set<string>): Map<string, Array<Record<string, unknown>>> {
@@ -103,7 +144,23 @@ export function formatStatus(r: StatusReport): string {
   }
   lines.push('dead letters:');
   if (r.deadLetters.length === 0) lines.push('  none');
-  for (const d of r.deadLetters) lines.push(`  ${d.component}: ${d.count} × ${d.reason}`);
+  for (const d of r.deadLetters) {
+    const withheld = d.withheld > 0 ? ` (${d.withheld} withheld: metadata only)` : '';
+    lines.push(`  ${d.component}: ${d.count} × ${d.code}${withheld}, first ${d.first}, last ${d.last}`);
+    lines.push(`    latest: ${d.sampleReason}`);
+  }
+  if (r.deadLetterRows !== undefined) {
+    lines.push(`dead-letter rows (newest first, ${r.deadLetterRows.length} shown):`);
+    for (const d of r.deadLetterRows) {
+      const where = d.source ? ` ${d.source.file} offset ${d.source.offset} length ${d.source.length}` : '';
+      lines.push(
+        `  #${d.id} ${d.time} ${d.component} ${d.code}${d.recordId ? ` id=${d.recordId}` : ''}${where} bytes=${d.length} sha256=${d.sha256.slice(0, 16)}${d.withheld ? ' withheld' : ''}`,
+      );
+      lines.push(`    ${d.reason}`);
+    }
+  } else if (r.deadLetters.length > 0) {
+    lines.push('  (ktrail status --verbose lists every row)');
+  }
   return lines.join('\n');
 }
 

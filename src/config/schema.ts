@@ -43,6 +43,12 @@ export const spoolSchema = z
     dead_letter_max_bytes: size()
       .default(256 * 1024 * 1024)
       .describe('Upper bound of the dead-letter table; the oldest rows are pruned beyond it (counted in ktrail_dead_letters_pruned_total).'),
+    dead_letter_store_unredactable: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Content that could not be parsed, and that a redact rule could apply to, is dead-lettered as metadata only (source, length, sha256, reason). true stores its bytes too: secrets then sit unredacted in the state database (see docs/security.md).',
+      ),
     release_removed_outputs: z
       .boolean()
       .default(false)

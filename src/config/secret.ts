@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { ErrorCode, KtrailError } from '../errors.ts';
+import { rememberSecret } from '../telemetry/scrub.ts';
 
 /**
  * A secret value given inline (`password: ${ES_PASSWORD}`) or read from a
@@ -17,6 +18,7 @@ export class Secret {
   constructor(source: { value?: string; file?: string }) {
     this.file = source.file;
     this.#value = source.value;
+    if (source.value !== undefined) rememberSecret(source.value);
   }
 
   /** The current value; re-reads the file when its mtime or size changed. */
@@ -30,6 +32,8 @@ export class Secret {
     }
     if (st.mtimeMs !== this.#mtimeMs || st.size !== this.#size || this.#value === undefined) {
       this.#value = fs.readFileSync(this.file, 'utf8').trim();
+      // Whatever the file held is masked in every later log line and printout.
+      rememberSecret(this.#value);
       this.#mtimeMs = st.mtimeMs;
       this.#size = st.size;
     }

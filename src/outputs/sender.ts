@@ -4,6 +4,7 @@ import type { ItemFailure, OutboundRequest, Output, SendOutcome } from '../plugi
 import type { ComponentTelemetry, Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { errorMessage } from '../errors.ts';
+import { reasonCode } from '../spool/dead-letter.ts';
 import { retryDelayMs, sleep } from './backoff.ts';
 
 /**
@@ -285,7 +286,9 @@ export class OutputRunner {
           input: f.record.input,
           recordId: f.record.id,
           batchId: batchOf[offset + f.index],
+          code: reasonCode(f.reason),
           reason: f.reason,
+          // Records in the spool have been through the processors: redacted.
           data: f.record.json,
         });
       }
@@ -294,12 +297,11 @@ export class OutputRunner {
     spool.ack(name, group.batchIds, { deadLetters, requestFirstBatch: group.firstBatch });
     this.#lastProgressMs = Date.now();
     if (deadLetters.length > 0) {
-      const byReason = new Map<string, number>();
-      for (const d of deadLetters) byReason.set(d.reason, (byReason.get(d.reason) ?? 0) + 1);
-      for (const [reason, n] of byReason) {
-        const label = reasonLabel(reason);
-        this.#o.metrics.deadLetters.inc({ component_id: name, reason: label }, n);
-        this.#o.telemetry.discarded(`dead_letter_${label}`, n);
+      const byCode = new Map<string, number>();
+      for (const d of deadLetters) byCode.set(d.code, (byCode.get(d.code) ?? 0) + 1);
+      for (const [code, n] of byCode) {
+        this.#o.metrics.deadLetters.inc({ component_id: name, reason: code }, n);
+        this.#o.telemetry.discarded(`dead_letter_${code}`, n);
       }
       this.#o.log.warn(
         { deadLettered: deadLetters.length, sample: { recordId: deadLetters[0]!.recordId, reason: deadLetters[0]!.reason } },
@@ -357,7 +359,7 @@ export class OutputRunner {
           continue;
         case 'permanent':
           for (const i of todo) failed.push({ index: i, record: records[i]!, reason: outcome.reason });
-          telemetry.error(reasonLabel(outcome.reason), 1);
+          telemetry.error(reasonCode(outcome.reason), 1);
           todo = [];
           continue;
         case 'too_large': {
@@ -404,7 +406,7 @@ export class OutputRunner {
         case 'retryable':
           lastReason = outcome.reason;
           retryAfterMs = outcome.retryAfterMs;
-          telemetry.error(reasonLabel(outcome.reason));
+          telemetry.error(reasonCode(outcome.reason));
           break;
       }
       if (config.maxElapsedMs !== undefined && Date.now() - startedMs >= config.maxElapsedMs) {
@@ -413,7 +415,7 @@ export class OutputRunner {
         continue;
       }
       const delay = retryDelayMs({ initialBackoffMs: config.initialBackoffMs, maxBackoffMs: config.maxBackoffMs }, attempt, retryAfterMs, this.#o.random);
-      metrics.outputRetries.inc({ output: name, reason: reasonLabel(lastReason) });
+      metrics.outputRetries.inc({ output: name, reason: reasonCode(lastReason) });
       if (attempt === 1 || attempt % 10 === 0) log.warn({ key, attempt, delayMs: delay, reason: lastReason, records: todo.length }, 'send failed; retrying');
       await sleep(delay, this.#stop.signal);
     }
@@ -464,13 +466,4 @@ export function splitRecords(records: readonly SpooledRecord[], maxBytes: number
   }
   if (cur.length > 0) parts.push(cur);
   return parts;
-}
-
-/**
- * Metric label for a free-text reason: its first word-ish token, so that
- * "HTTP 503: upstream down" and "HTTP 503: other" share one series.
- */
-export function reasonLabel(reason: string): string {
-  const m = /^(HTTP \d{3}|[A-Za-z_]+(?:[ _-][A-Za-z_]+)?)/.exec(reason);
-  return (m?.[1] ?? 'other').toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 40);
 }

@@ -15,10 +15,12 @@ import type {
   ProcessorPlugin,
   StateAccess,
 } from '../plugin.ts';
+import { sha256Hex, type DeadLetterEntry } from '../spool/dead-letter.ts';
 import { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Gauge } from 'prom-client';
 import { ComponentTelemetry, onCollect, type ComponentKind, type Metrics } from '../telemetry/metrics.ts';
+import { DeadLetterLog } from './dead-letter-log.ts';
 import type { LogRecord, SpooledRecord } from './record.ts';
 
 /**
@@ -75,11 +77,13 @@ export class Agent {
   #outputs: RunningOutput[] = [];
   #started = false;
   #stopping: Promise<void> | undefined;
+  readonly #deadLetterLog: DeadLetterLog;
 
   constructor(config: AgentConfig, opts: AgentOptions) {
     this.config = config;
     this.#log = opts.log;
     this.#metrics = opts.metrics;
+    this.#deadLetterLog = new DeadLetterLog(opts.log);
   }
 
   get spool(): Spool {
@@ -154,7 +158,10 @@ export class Agent {
   ): Promise<EmitResult> {
     const spool = this.spool;
     let records: LogRecord[] = batch.records;
-    const deadLetters = (batch.deadLetters ?? []).map((d) => ({ component: input, input, recordId: d.recordId, reason: d.reason, data: d.data }));
+    const deadLetters: DeadLetterEntry[] = [];
+    for (const d of batch.deadLetters ?? []) {
+      deadLetters.push(this.#deadLetter({ component: input, input, recordId: d.recordId, code: d.code, reason: d.reason, source: d.source }, d.data, d.partial === true, processors));
+    }
     for (const p of processors) {
       if (records.length === 0) break;
       const before = records.length;
@@ -165,11 +172,13 @@ export class Agent {
       } catch (err) {
         // A processor must not throw; if one does, the records are kept in the
         // dead-letter table (not shipped half-processed, e.g. unredacted).
+        // Half-processed records may be unredacted: the chain's own pre-check decides whether their bytes are kept.
         const reason = `processor ${p.name} failed: ${errorMessage(err)}`;
         p.telemetry.error('exception');
         this.#log.error({ processor: p.name, err: errorMessage(err), records: records.length }, 'processor failed; records dead-lettered');
-        for (const r of records) deadLetters.push({ component: p.name, input, recordId: r.id, reason, data: r.encode() });
-        this.#metrics.deadLetters.inc({ component_id: p.name, reason: 'processor_error' }, records.length);
+        for (const r of records) {
+          deadLetters.push(this.#deadLetter({ component: p.name, input, recordId: r.id, code: 'processor_error', reason }, r.encode(), false, processors));
+        }
         records = [];
       }
     }
@@ -200,16 +209,30 @@ export class Agent {
       ctx.telemetry.discarded('spool_full', result.dropped);
       this.#log.warn({ input, dropped: result.dropped, sampleId: encoded[0]?.id }, 'spool full: newest records dropped (when_full: drop_newest)');
     }
-    const inputDl = batch.deadLetters?.length ?? 0;
-    if (inputDl > 0) {
-      const byReason = new Map<string, number>();
-      for (const d of batch.deadLetters!) {
-        const label = d.reason.split(/[:\s]/, 1)[0]!.slice(0, 40);
-        byReason.set(label, (byReason.get(label) ?? 0) + 1);
+    if (deadLetters.length > 0) {
+      for (const d of deadLetters) {
+        this.#metrics.deadLetters.inc({ component_id: d.component, reason: d.code });
+        if (d.withheld) this.#metrics.deadLettersWithheld.inc({ component_id: d.component, reason: d.code });
       }
-      for (const [reason, n] of byReason) this.#metrics.deadLetters.inc({ component_id: input, reason }, n);
+      this.#deadLetterLog.note(deadLetters);
     }
     return { committed, droppedFull: result.dropped };
+  }
+
+  /**
+   * A dead letter for content the pipeline could not process. Its bytes are
+   * kept only if no processor on the way could have changed them (redact's
+   * pre-check), or if the operator opted in to storing them anyway: content
+   * that redaction could not prove clean is not stored.
+   */
+  #deadLetter(entry: Omit<DeadLetterEntry, 'data'>, content: Buffer | string, partial: boolean, processors: readonly RunningProcessor[]): DeadLetterEntry {
+    const bytes = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+    let withheld = false;
+    if (!this.config.spool.dead_letter_store_unredactable && processors.some((p) => p.processor.mayChange !== undefined)) {
+      const text = bytes.toString('utf8');
+      withheld = processors.some((p) => p.processor.mayChange?.(text, partial) === true);
+    }
+    return { ...entry, data: withheld ? undefined : bytes, length: bytes.length, sha256: sha256Hex(bytes), withheld };
   }
 
   /**
@@ -331,6 +354,7 @@ export class Agent {
         }
       }),
     );
+    this.#deadLetterLog.stop();
     for (const p of this.#processors) {
       try {
         await p.processor.stop?.();

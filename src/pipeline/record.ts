@@ -19,12 +19,20 @@ export interface RecordInit {
   raw?: string;
   /** The parsed document, when the input already has it. */
   doc?: JsonObject;
+  /**
+   * The input could not parse what it read and wraps it (`pass_raw`, a
+   * truncated oversize line): the original text, for processors that must
+   * decide whether it may leave unprocessed (redact drops it when a rule could
+   * apply). `partial`: only the first bytes of the content.
+   */
+  unparsed?: { text: string; partial: boolean };
 }
 
 export class LogRecord {
   readonly id: string;
   readonly timeMs: number;
   readonly input: string;
+  readonly unparsed: { text: string; partial: boolean } | undefined;
   #raw: string | undefined;
   #doc: JsonObject | undefined;
   #added: Map<string, unknown> | undefined;
@@ -33,6 +41,7 @@ export class LogRecord {
     this.id = init.id;
     this.timeMs = init.timeMs;
     this.input = init.input;
+    this.unparsed = init.unparsed;
     this.#raw = init.raw;
     this.#doc = init.doc;
     if (this.#raw === undefined && this.#doc === undefined) this.#doc = {};

@@ -3,7 +3,10 @@ import path from 'node:path';
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { ErrorCode, KtrailError } from '../errors.ts';
 import type { SpooledRecord } from '../pipeline/record.ts';
+import { deadLetterRow, migrateDeadLettersV3, type DeadLetterEntry } from './dead-letter.ts';
 import { migrate, type MigrationStep } from './migrations.ts';
+
+export type { DeadLetterEntry };
 
 /**
  * The spool: the one durable hand-off between inputs and outputs.
@@ -32,18 +35,6 @@ export const SPOOL_DB_FILE = 'ktrail.db';
 export const SPOOL_LOCK_FILE = 'ktrail.lock';
 
 export type WhenFull = 'block' | 'drop_newest';
-
-export interface DeadLetterEntry {
-  /** The component that gave up on the data (input or output name). */
-  component: string;
-  /** Output name when an output dead-letters a record. */
-  output?: string;
-  input?: string;
-  recordId?: string;
-  batchId?: number;
-  reason: string;
-  data: string;
-}
 
 export interface AppendRequest {
   input: string;
@@ -135,6 +126,8 @@ const SPOOL_MIGRATIONS: MigrationStep[] = [
   // v2: dead letters carry their size, so the table can be bounded without scanning it.
   `ALTER TABLE dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
    UPDATE dead_letters SET bytes = length(CAST(data AS BLOB)) + length(reason);`,
+  // v3: a reason code, the bytes as a BLOB (or withheld: length and sha256 only), the source.
+  migrateDeadLettersV3,
 ];
 
 /** Spool framing: one line per record, `id \t timeMs \t json \n`. */
@@ -302,7 +295,7 @@ export class Spool {
       insertBatch: db.prepare('INSERT INTO spool_batches (input, created_ms, record_count, bytes, data) VALUES (?, ?, ?, ?, CAST(? AS TEXT))'),
       insertDelivery: db.prepare('INSERT INTO spool_deliveries (output, batch_id) VALUES (?, ?)'),
       insertDeadLetter: db.prepare(
-        'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, reason, data, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO dead_letters (time_ms, component, output, input, record_id, batch_id, code, reason, data, length, sha256, withheld, source, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       pruneDeadLetters: db.prepare('DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?) RETURNING bytes'),
       deleteDelivery: db.prepare('DELETE FROM spool_deliveries WHERE output = ? AND batch_id = ?'),
@@ -402,7 +395,8 @@ export class Spool {
   }
 
   #insertDeadLetter(dl: DeadLetterEntry, now: number, count: { rows: number; bytes: number }): void {
-    const bytes = Buffer.byteLength(dl.data) + dl.reason.length;
+    const row = deadLetterRow(dl);
+    const bytes = row.bytes;
     this.#stmt.insertDeadLetter.run(
       now,
       dl.component,
@@ -410,8 +404,13 @@ export class Spool {
       dl.input ?? null,
       dl.recordId ?? null,
       dl.batchId ?? null,
+      dl.code,
       dl.reason,
-      dl.data,
+      row.data,
+      row.length,
+      row.sha256,
+      dl.withheld ? 1 : 0,
+      row.source,
       bytes,
     );
     count.rows += 1;

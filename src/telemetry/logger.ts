@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { scrubText } from './scrub.ts';
 
 export type { Logger };
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -6,7 +7,8 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' |
 /**
  * Structured JSON logs on stderr, so that the `stdout` output owns stdout.
  * Secrets never reach a log line: components log names and reasons, not
- * configs; the resolved config is printed only through `maskSecrets`.
+ * configs, and every line passes through `scrubText` on its way out, which
+ * masks URL credentials and every secret value ktrail has read (scrub.ts).
  */
 export function createLogger(level: LogLevel = 'info', destination: number = 2): Logger {
   return pino(
@@ -15,6 +17,7 @@ export function createLogger(level: LogLevel = 'info', destination: number = 2):
       base: { app: 'ktrail' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      hooks: { streamWrite: scrubText },
     },
     pino.destination({ fd: destination, sync: true }),
   );

@@ -34,9 +34,15 @@ export function createMetrics(registry: Registry = new Registry()) {
     spoolCommitSeconds: new Histogram({ name: 'ktrail_spool_commit_duration_seconds', help: 'Time to commit one input transaction.', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1], registers: r }),
     spoolFullWaits: new Counter({ name: 'ktrail_spool_full_waits_total', help: 'Times an input was paused because the spool was full (when_full: block).', labelNames: ['input'], registers: r }),
     spoolBlockedSeconds: new Counter({ name: 'ktrail_spool_blocked_seconds_total', help: 'Seconds inputs spent paused on a full spool.', labelNames: ['input'], registers: r }),
-    deadLetters: new Counter({ name: 'ktrail_dead_letters_total', help: 'Records written to the dead-letter table, by component and reason.', labelNames: ['component_id', 'reason'], registers: r }),
+    deadLetters: new Counter({ name: 'ktrail_dead_letters_total', help: 'Records written to the dead-letter table, by component and reason code.', labelNames: ['component_id', 'reason'], registers: r }),
     deadLetterRows: new Gauge({ name: 'ktrail_dead_letter_rows', help: 'Rows currently in the dead-letter table.', registers: r }),
     deadLetterBytes: new Gauge({ name: 'ktrail_dead_letter_bytes', help: 'Bytes currently in the dead-letter table (bounded by spool.dead_letter_max_bytes).', registers: r }),
+    deadLettersWithheld: new Counter({
+      name: 'ktrail_dead_letters_withheld_total',
+      help: 'Dead letters stored as metadata only (source, length, sha256), their bytes withheld because a redact rule could apply to content that could not be parsed; by component and reason.',
+      labelNames: ['component_id', 'reason'],
+      registers: r,
+    }),
     deadLettersPruned: new Counter({ name: 'ktrail_dead_letters_pruned_total', help: 'Oldest dead-letter rows deleted to keep the table within spool.dead_letter_max_bytes.', registers: r }),
     spoolOrphanedBatches: new Gauge({ name: 'ktrail_spool_orphaned_batches', help: 'Batches still owed to an output that is no longer in the config (kept until it returns, or released with spool.release_removed_outputs).', labelNames: ['output'], registers: r }),
 

@@ -92,7 +92,7 @@ describe('ktrail CLI', () => {
     const recs = Array.from({ length: 4 }, (_, i) => ({ id: `a:${i}`, timeMs: i, input: 'events', json: '{"x":1}' }));
     const b1 = spool.append({ input: 'events', records: recs, routes: ['es', 's3'], checkpoint: (db) => writeCheckpoint(db, 'events', 'resourceVersion', '12345') }).batchId!;
     spool.append({ input: 'events', records: recs, routes: ['es', 's3'] });
-    spool.ack('es', [b1], { deadLetters: [{ component: 'es', output: 'es', reason: 'mapper_parsing_exception: bad', data: '{}' }] });
+    spool.ack('es', [b1], { deadLetters: [{ component: 'es', output: 'es', code: 'mapper_parsing_exception', reason: 'mapper_parsing_exception: bad', data: '{}' }] });
     // The agent keeps the database open while status reads it.
     const r = ktrail(['status', '--state-dir', dir]);
     spool.close();
@@ -101,7 +101,7 @@ describe('ktrail CLI', () => {
     expect(r.stdout).toMatch(/events:\n\s+key=resourceVersion\s+value=12345/);
     expect(r.stdout).toMatch(/es: watermark=1 lag=4 records/);
     expect(r.stdout).toMatch(/s3: watermark=0 lag=8 records/);
-    expect(r.stdout).toContain('es: 1 × mapper_parsing_exception: bad');
+    expect(r.stdout).toMatch(/es: 1 × mapper_parsing_exception, first \S+, last \S+\n\s+latest: mapper_parsing_exception: bad/);
     const json = JSON.parse(ktrail(['status', '--state-dir', dir, '--json']).stdout);
     expect(json.outputs.find((o: { output: string }) => o.output === 's3').pendingRecords).toBe(8);
   });

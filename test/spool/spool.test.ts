@@ -77,9 +77,9 @@ describe('spool', () => {
 
   it('stores dead letters with the batch that produced them', () => {
     const spool = new Spool({ stateDir: tmp(), maxBytes: 1e9 });
-    spool.append({ input: 'in', records: [], routes: ['o'], deadLetters: [{ component: 'in', input: 'in', reason: 'oversize: 20 MiB', data: 'xxx' }] });
-    const rows = spool.db.prepare('SELECT component, reason, data FROM dead_letters').all();
-    expect(rows).toEqual([{ component: 'in', reason: 'oversize: 20 MiB', data: 'xxx' }]);
+    spool.append({ input: 'in', records: [], routes: ['o'], deadLetters: [{ component: 'in', input: 'in', code: 'oversize', reason: 'oversize: 20 MiB', data: 'xxx' }] });
+    const rows = spool.db.prepare('SELECT component, code, reason, data FROM dead_letters').all();
+    expect(rows).toEqual([{ component: 'in', code: 'oversize', reason: 'oversize: 20 MiB', data: Buffer.from('xxx') }]);
     expect(spool.batches).toBe(0);
     spool.close();
   });
@@ -184,7 +184,7 @@ describe('spool', () => {
     let pruned = 0;
     spool.onDeadLetterPrune((n) => (pruned += n));
     for (let i = 0; i < 30; i++) {
-      spool.deadLetter([{ component: 'es', output: 'es', recordId: `r${i}`, reason: 'HTTP 400', data: 'x'.repeat(1000) }]);
+      spool.deadLetter([{ component: 'es', output: 'es', recordId: `r${i}`, code: 'http_400', reason: 'HTTP 400', data: 'x'.repeat(1000) }]);
     }
     expect(spool.deadLetterBytes).toBeLessThanOrEqual(10_000);
     expect(pruned).toBeGreaterThan(0);

@@ -600,10 +600,18 @@ export class AuditFileInput implements Input {
         batch.invalid++;
         const id = `${fileRef()}:${offset}`;
         if (cfg.on_parse_error === 'pass_raw') {
+          // Marked unparsed: redact decides whether it may leave as it is.
           const doc = { message: text, ktrail_parse_error: p.error };
-          batch.records.push(new LogRecord({ id, timeMs: nowMs, input, raw: JSON.stringify(doc), doc }));
+          batch.records.push(new LogRecord({ id, timeMs: nowMs, input, raw: JSON.stringify(doc), doc, unparsed: { text, partial: false } }));
         } else {
-          batch.deadLetters.push({ reason: `parse_error: ${p.error} (${f.path} offset ${offset})`, data: text, recordId: id });
+          // The bytes as read (binary junk included), not the decoded text.
+          batch.deadLetters.push({
+            code: 'parse_error',
+            reason: `parse_error: ${p.error} (${f.path} offset ${offset})`,
+            data: Buffer.from(buf.subarray(start, e)),
+            recordId: id,
+            source: { file: f.path, offset, length: end - start },
+          });
         }
       },
       oversize: (o: OversizeLine) => {
@@ -620,11 +628,12 @@ export class AuditFileInput implements Input {
             ktrail_truncated: { original_bytes: o.bytes, kept_bytes: o.head.length, max_line_bytes: cfg.max_line_bytes },
             ...(sniffed.id !== undefined ? { auditID: sniffed.id.slice(0, sniffed.id.lastIndexOf(':')), stage: sniffed.id.slice(sniffed.id.lastIndexOf(':') + 1) } : {}),
           };
-          batch.records.push(new LogRecord({ id, timeMs: sniffed.timeMs ?? nowMs, input, raw: JSON.stringify(doc), doc }));
+          batch.records.push(new LogRecord({ id, timeMs: sniffed.timeMs ?? nowMs, input, raw: JSON.stringify(doc), doc, unparsed: { text: head, partial: true } }));
+          this.#ctx.log.warn({ file: f.path, offset: o.offset, bytes: o.bytes, maxLineBytes: cfg.max_line_bytes, action: cfg.on_oversize, id }, 'oversize audit line');
         } else {
-          batch.deadLetters.push({ reason, data: head, recordId: id });
+          // Logged (rate-limited) with every other dead letter by the pipeline.
+          batch.deadLetters.push({ code: 'oversize', reason, data: o.head, partial: true, recordId: id, source: { file: f.path, offset: o.offset, length: o.bytes } });
         }
-        this.#ctx.log.warn({ file: f.path, offset: o.offset, bytes: o.bytes, maxLineBytes: cfg.max_line_bytes, action: cfg.on_oversize, id }, 'oversize audit line');
       },
     };
   }

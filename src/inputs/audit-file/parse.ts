@@ -33,7 +33,7 @@ export function parseAuditJson(line: string, fallbackTimeMs: number): ParsedLine
   try {
     doc = JSON.parse(line);
   } catch (err) {
-    return { ok: false, error: `invalid JSON: ${(err as Error).message}` };
+    return { ok: false, error: `invalid JSON: ${jsonErrorText(err as Error)}` };
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     return { ok: false, error: 'not a JSON object' };
@@ -149,4 +149,17 @@ export function isBlank(line: string): boolean {
   const c = line.charCodeAt(0);
   if (c !== 0x20 && c !== 0x09 && c !== 0x0d) return false;
   return line.trim() === '';
+}
+
+/**
+ * V8's JSON.parse message without the excerpt of the input it may quote
+ * (`Unexpected token 'h', "hunter2 is…" is not valid JSON`): the reason of a
+ * dead letter is logged and printed, and must never carry the content.
+ */
+export function jsonErrorText(err: Error): string {
+  const m = err.message;
+  const quoted = m.indexOf(', "');
+  const text = quoted >= 0 ? `${m.slice(0, quoted)} (not valid JSON)` : m;
+  // The offending character is printed as-is; anything not plain ASCII is shown as its code.
+  return text.replace(/'([^']*)'/, (_, c: string) => (/^[\x20-\x7e]$/.test(c) ? `'${c}'` : `U+${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`));
 }

@@ -89,7 +89,7 @@ export class Committer {
       const uid = obj.metadata?.uid;
       const rv = obj.metadata?.resourceVersion;
       if (!uid || !rv) {
-        s.deadLetters.push({ reason: 'invalid_event: no metadata.uid or metadata.resourceVersion', data: JSON.stringify(obj) });
+        s.deadLetters.push({ code: 'invalid_event', reason: 'invalid_event: no metadata.uid or metadata.resourceVersion', data: JSON.stringify(obj) });
         continue;
       }
       const last = this.lastEmitted(uid);

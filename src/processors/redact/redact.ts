@@ -122,8 +122,27 @@ export class RedactProcessor implements Processor {
     return kept;
   }
 
+  /**
+   * The pre-check that decides whether a rule may apply, on text that will
+   * not be parsed: a rule's literal keys occur in it (and, for whole text,
+   * its condition's). For a part of the content the condition is not
+   * consulted, since it may hold in the rest.
+   */
+  mayChange(text: string, partial: boolean): boolean {
+    if (partial) return this.#rules.some((r) => r.needles.some((n) => n === undefined || text.includes(n)));
+    if (this.#prefilter !== undefined && !this.#prefilter.test(text)) return false;
+    return this.#rules.some((r) => mayApply(r, text));
+  }
+
   /** Applies every rule; returns why the record must be dropped, or undefined to keep it. */
   #redact(record: LogRecord, counts: Map<string, number>): string | undefined {
+    const unparsed = record.unparsed;
+    if (unparsed !== undefined) {
+      // A wrapper around text the input could not parse (pass_raw, truncate):
+      // the wrapper parses, but the secret would sit unredacted inside it.
+      if (!this.mayChange(unparsed.text, unparsed.partial)) return undefined;
+      return this.#unparsable(record, undefined, 'the input could not parse it');
+    }
     if (record.raw !== undefined && this.#prefilter !== undefined && !this.#prefilter.test(record.raw)) return undefined;
     for (const rule of this.#rules) {
       const raw = record.raw;
@@ -132,15 +151,7 @@ export class RedactProcessor implements Processor {
       try {
         doc = record.doc;
       } catch (err) {
-        this.#ctx.telemetry.error('unparsable');
-        if (!this.#unparsableLogged) {
-          this.#unparsableLogged = true;
-          this.#ctx.log.warn(
-            { recordId: record.id, rule: rule.name, err: errorMessage(err), action: this.#dropUnparsable ? 'dropped' : 'kept' },
-            'redact: a rule may apply to a record that is not valid JSON, so it cannot be redacted (logged once)',
-          );
-        }
-        return this.#dropUnparsable ? 'unparsable' : undefined;
+        return this.#unparsable(record, rule.name, errorMessage(err));
       }
       try {
         if (rule.when !== undefined && !rule.when.test(doc)) continue;
@@ -157,6 +168,18 @@ export class RedactProcessor implements Processor {
       }
     }
     return undefined;
+  }
+
+  #unparsable(record: LogRecord, rule: string | undefined, why: string): string | undefined {
+    this.#ctx.telemetry.error('unparsable');
+    if (!this.#unparsableLogged) {
+      this.#unparsableLogged = true;
+      this.#ctx.log.warn(
+        { recordId: record.id, rule, err: why, action: this.#dropUnparsable ? 'dropped' : 'kept' },
+        'redact: a rule may apply to a record that is not valid JSON, so it cannot be redacted (logged once)',
+      );
+    }
+    return this.#dropUnparsable ? 'unparsable' : undefined;
   }
 }
 

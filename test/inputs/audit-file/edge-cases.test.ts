@@ -20,7 +20,7 @@ interface Env {
   sink(): SinkRecord[];
   /** Waits until the sink holds `n` records. */
   waitSink(n: number, what?: string): Promise<SinkRecord[]>;
-  deadLetters(): Array<{ reason: string; data: string; record_id: string | null }>;
+  deadLetters(): Array<{ reason: string; data: Buffer | null; record_id: string | null }>;
   metric(name: keyof InProcessAgent['metrics'], labels?: Record<string, string>): Promise<number>;
 }
 
@@ -41,7 +41,7 @@ async function startAgent(input: Record<string, unknown> = {}, opts: { auditDir?
       await waitFor(() => sink().length >= n, 15_000, what);
       return sink();
     },
-    deadLetters: () => agent.agent.spool.db.prepare('SELECT reason, data, record_id FROM dead_letters ORDER BY id').all() as Array<{ reason: string; data: string; record_id: string | null }>,
+    deadLetters: () => agent.agent.spool.db.prepare('SELECT reason, data, record_id FROM dead_letters ORDER BY id').all() as Array<{ reason: string; data: Buffer | null; record_id: string | null }>,
     async metric(name, labels = {}) {
       const m = agent.metrics[name] as { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
       const { values } = await m.get();
@@ -125,7 +125,7 @@ describe('audit_file: edge cases', () => {
     expect(dl).toHaveLength(1);
     expect(dl[0]!.reason).toMatch(/^oversize: line of \d+ bytes exceeds max_line_bytes 16777216/);
     expect(dl[0]!.record_id).toBe(`${auditId(2)}:ResponseComplete`);
-    expect(huge.startsWith(dl[0]!.data)).toBe(true);
+    expect(huge.startsWith(dl[0]!.data!.toString('utf8'))).toBe(true);
     expect(await env.metric('auditOversizeLines', { input: 'audit', action: 'dead_letter' })).toBe(1);
     expect(await env.metric('deadLetters', { component_id: 'audit', reason: 'oversize' })).toBe(1);
     await writer.close();
@@ -161,7 +161,7 @@ describe('audit_file: edge cases', () => {
         expect(got.map((r) => r.id)).toEqual(ids(0, 2));
         const dl = env.deadLetters();
         expect(dl.map((d) => d.reason.split(':')[0])).toEqual(['parse_error', 'parse_error']);
-        expect(dl[0]!.data).toBe('{"auditID": "broken", this is not json');
+        expect(dl[0]!.data).toEqual(Buffer.from('{"auditID": "broken", this is not json'));
         expect(dl[1]!.reason).toMatch(/no auditID/);
         expect(dl[0]!.record_id).toMatch(/^[0-9a-f]{16}:\d+$/);
         expect(await env.metric('auditInvalidLines', { action: 'dead_letter' })).toBe(2);
