@@ -22,7 +22,7 @@ describe('config: valid fixtures', () => {
     const cfg = load(fs.readFileSync(path.join(fixtures, 'valid', 'full.yaml'), 'utf8'), { STATE_DIR: '/srv/state' });
     expect(cfg.service.state_dir).toBe('/srv/state');
     expect(cfg.service.shutdown_timeout).toBe(15_000);
-    expect(cfg.spool).toEqual({ max_bytes: 64 * 1024 * 1024, when_full: 'drop_newest', dead_letter_max_bytes: 32 * 1024 * 1024, release_removed_outputs: true });
+    expect(cfg.spool).toEqual({ max_bytes: 64 * 1024 * 1024, when_full: 'drop_newest', dead_letter_max_bytes: 32 * 1024 * 1024, release_removed_outputs: true, dead_letter_store_unredactable: false });
     const file = cfg.outputs.find((o) => o.name === 'file-a')!;
     expect(file.config.batch).toEqual({ max_bytes: 512 * 1024, max_records: 100, flush_interval: 250 });
     expect(file.config.retry).toEqual({ initial_backoff: 100, max_backoff: 30_000, max_elapsed: 3_600_000 });
