@@ -150,7 +150,7 @@ async function run(file: string | undefined): Promise<number> {
     process.stderr.write(`${errorMessage(err)}\n`);
     return 2;
   }
-  const log = createLogger(cfg.service.log_level);
+  const log = createLogger(cfg.service.log_level, 2, cfg.service.log_format);
   const metrics = createMetrics();
   enableProcessMetrics(metrics);
   metrics.buildInfo.set({ version: VERSION, nodejs: process.version }, 1);
