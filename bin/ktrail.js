@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 // Launcher: Node >= 22.18 runs the TypeScript sources directly (type stripping).
-const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 18)) {
-  process.stderr.write(
-    `ktrail needs Node.js >= 22.18 (found ${process.version}). On an older system Node run: . scripts/toolchain.sh\n`,
-  );
+import { createRequire } from 'node:module';
+const problem = createRequire(import.meta.url)('./check-node.cjs').nodeVersionProblem(process.version);
+if (problem) {
+  process.stderr.write(`${problem}\n`);
   process.exit(1);
 }
 process.removeAllListeners('warning');

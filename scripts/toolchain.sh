@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Source this file (`. scripts/toolchain.sh`) to get Node.js >= 22 on PATH.
+# Source this file (`. scripts/toolchain.sh`) to get Node.js >= 22.18 on PATH.
 #
-# ktrail needs Node.js >= 22 (the image runs 24). When the Node on PATH is older,
+# ktrail needs Node.js >= 22.18 (type stripping; the image runs 24). When the
+# Node on PATH is older (any 20.x, 22.0 to 22.17, or none at all),
 # this installs the `node@24` package from the npm registry into `.toolchain/`
 # (ignored by git), puts its binary first on PATH, and points node-gyp at the
 # headers that package ships, so native addons (better-sqlite3) compile for
@@ -9,9 +10,12 @@
 # happens once.
 
 ktrail_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ktrail_node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+# Prints 1 when the Node on PATH is >= 22.18, else 0 (also when there is none).
+ktrail_node_ok() {
+  node -p 'var v = process.versions.node.split(".").map(Number); (v[0] > 22 || (v[0] === 22 && v[1] >= 18)) ? 1 : 0' 2>/dev/null || echo 0
+}
 
-if [ "$(ktrail_node_major)" -lt 22 ]; then
+if [ "$(ktrail_node_ok)" != 1 ]; then
   tc="$ktrail_root/.toolchain"
   if [ ! -x "$tc/node_modules/.bin/node" ]; then
     echo "toolchain: system Node is $(node --version 2>/dev/null || echo missing); installing node@24 into .toolchain/" >&2
@@ -31,9 +35,9 @@ if [ "$(ktrail_node_major)" -lt 22 ]; then
   fi
   # An empty value would not override the machine's npmrc `nodedir`: set it.
   export npm_config_nodedir="$nodedir"
-  if [ "$(ktrail_node_major)" -lt 22 ]; then
-    echo "toolchain: could not put Node >= 22 on PATH" >&2
+  if [ "$(ktrail_node_ok)" != 1 ]; then
+    echo "toolchain: could not put Node >= 22.18 on PATH" >&2
     return 1
   fi
 fi
-unset -f ktrail_node_major
+unset -f ktrail_node_ok

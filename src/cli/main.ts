@@ -161,7 +161,7 @@ async function run(file: string | undefined): Promise<number> {
   // From here on every log line masks the credentials this config holds.
   const { rememberConfigSecrets } = await import('../telemetry/scrub.ts');
   rememberConfigSecrets(cfg);
-  const log = createLogger(cfg.service.log_level);
+  const log = createLogger(cfg.service.log_level, 2, cfg.service.log_format);
   const metrics = createMetrics();
   enableProcessMetrics(metrics);
   metrics.buildInfo.set({ version: VERSION, nodejs: process.version }, 1);

@@ -6,6 +6,7 @@ import { duration, size } from './units.ts';
 /** The keys ktrail itself owns; plugin keys are declared by each plugin. */
 
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export const logFormats = ['auto', 'json', 'text'] as const;
 
 export const serviceSchema = z
   .strictObject({
@@ -14,7 +15,11 @@ export const serviceSchema = z
       .string()
       .default(() => process.env.NODE_NAME || os.hostname())
       .describe('Name of this node, used in S3 keys ({node}) and logs. Default: $NODE_NAME, else the hostname.'),
-    log_level: z.enum(logLevels).default('info').describe('Minimum level of the JSON logs written to stderr.'),
+    log_level: z.enum(logLevels).default('info').describe('Minimum level of the logs written to stderr.'),
+    log_format: z
+      .enum(logFormats)
+      .default('auto')
+      .describe('Log format on stderr: json (one JSON object a line), text (human-readable, via pino-pretty) or auto (text when stderr is a terminal, JSON otherwise, as in a container).'),
     metrics: z
       .strictObject({
         enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz.'),

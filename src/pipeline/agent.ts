@@ -362,7 +362,11 @@ export class Agent {
         this.#log.error({ processor: p.name, err: errorMessage(err) }, 'processor stop failed');
       }
     }
-    const drained = await Promise.all(this.#outputs.map((o) => o.runner.drain(deadline)));
+    // A drain that takes long is said out loud (at warn, the default level
+    // shows it): what is pending where, until when, and how to cut it short.
+    const slow = setTimeout(() => this.#logDrainWait(deadline), DRAIN_WARN_AFTER_MS);
+    slow.unref();
+    const drained = await Promise.all(this.#outputs.map((o) => o.runner.drain(deadline))).finally(() => clearTimeout(slow));
     for (const o of this.#outputs) {
       try {
         await o.output.close?.();
@@ -375,7 +379,25 @@ export class Agent {
     this.#spool?.close();
     this.#log.info('ktrail stopped');
   }
+
+  #logDrainWait(deadlineMs: number): void {
+    const waitingFor = this.#outputs
+      .map((o) => {
+        const b = this.#spool?.backlog(o.name);
+        return { output: o.name, pendingBatches: b?.pendingBatches ?? 0, pendingRecords: b?.pendingRecords ?? 0 };
+      })
+      .filter((o) => o.pendingBatches > 0);
+    if (waitingFor.length === 0) return;
+    this.#log.warn(
+      { waitingFor, deadline: new Date(deadlineMs).toISOString(), remainingMs: Math.max(0, deadlineMs - Date.now()) },
+      `stopping: waiting for ${waitingFor.map((o) => `${o.output} (${o.pendingBatches} pending batches)`).join(', ')} ` +
+        `until ${new Date(deadlineMs).toISOString()}; press Ctrl-C again (or send a second SIGTERM) to exit now, the spool keeps what is undelivered`,
+    );
+  }
 }
+
+/** After this long draining, shutdown logs what it waits for. */
+const DRAIN_WARN_AFTER_MS = 1000;
 
 export function senderConfig(oc: ComponentConfig<OutputPlugin>): SenderConfig {
   const c = oc.config as {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { z } from 'zod';
 import { loadConfigText } from '../../src/config/load.ts';
 import { Agent } from '../../src/pipeline/agent.ts';
@@ -95,6 +96,48 @@ outputs: { g: { type: gated, gate: a, ${fastRetry} } }`, { a: gate });
     // The input's checkpoint came back with the spool: nothing re-read, nothing lost.
     expect(new Set(gate.delivered).size).toBe(200);
     expect(await counter(second.metrics, 'ktrail_component_sent_events_total', { component_kind: 'input' })).toBe(0);
+  });
+
+  it('a drain that takes long logs at warn what it waits for, the deadline and that a second Ctrl-C exits now', async () => {
+    const gate = new Gate();
+    gate.set('failing');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-agent-'));
+    dirs.push(dir);
+    const cfg = loadConfigText(`
+service: { state_dir: ${dir}/state, shutdown_timeout: 1500ms }
+inputs: { gen: { type: fake, total: 40, batch: 20 } }
+outputs: { down: { type: gated, gate: a, ${fastRetry} } }`, 'test.yaml', { extraPlugins: [fakeInputPlugin(), gatedOutputPlugin({ a: gate })] });
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const agent = new Agent(cfg, { log, metrics: createMetrics() });
+    agents.push(agent);
+    await agent.start();
+    await until(() => agent.spool.records === 40);
+    await agent.stop();
+    const wait = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('stopping: waiting for'));
+    expect(wait, JSON.stringify(lines)).toBeDefined();
+    expect(wait!.level).toBe(40); // warn
+    expect(wait!.msg).toMatch(/down \(2 pending batches\)/);
+    expect(wait!.msg).toMatch(/press Ctrl-C again .* to exit now/);
+    expect(wait!.waitingFor).toEqual([{ output: 'down', pendingBatches: 2, pendingRecords: 40 }]);
+    expect(typeof wait!.deadline).toBe('string');
+  });
+
+  it('a quick drain says nothing at warn', async () => {
+    const gate = new Gate();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-agent-'));
+    dirs.push(dir);
+    const cfg = loadConfigText(`
+service: { state_dir: ${dir}/state, shutdown_timeout: 5s }
+inputs: { gen: { type: fake, total: 40, batch: 20 } }
+outputs: { up: { type: gated, gate: a, ${fastRetry} } }`, 'test.yaml', { extraPlugins: [fakeInputPlugin(), gatedOutputPlugin({ a: gate })] });
+    const lines: string[] = [];
+    const agent = new Agent(cfg, { log: pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) }), metrics: createMetrics() });
+    agents.push(agent);
+    await agent.start();
+    await until(() => gate.delivered.length === 40);
+    await agent.stop();
+    expect(lines).toEqual([]);
   });
 
   it('when_full: block pauses the input while the spool is full and resumes when outputs catch up', async () => {

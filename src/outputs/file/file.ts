@@ -14,8 +14,39 @@ import { errorMessage } from '../../errors.ts';
  * write is cut back to the last complete request, so its retry never lands
  * after a torn line.
  */
+/**
+ * Kernel pseudo-filesystems are no place for an append-only log: a write under
+ * /proc or /sys fails or blocks, and a device under /dev may never return.
+ * The check is lexical (the resolved path), so it also runs in `ktrail check`
+ * on a machine without that path.
+ */
+const PSEUDO_FS_ROOTS = ['/proc', '/sys', '/dev'];
+const ALLOWED_DEVICES = new Set(['/dev/stdout', '/dev/stderr']);
+
+export function pseudoFsProblem(p: string): string | undefined {
+  const abs = path.resolve(p);
+  if (ALLOWED_DEVICES.has(abs)) return undefined;
+  const root = PSEUDO_FS_ROOTS.find((r) => abs === r || abs.startsWith(`${r}/`));
+  return root === undefined ? undefined : `${JSON.stringify(p)} is under ${root}, a kernel pseudo-filesystem: a file output cannot append and roll files there`;
+}
+
+const outputPath = z
+  .string()
+  .min(1)
+  .superRefine((p, ctx) => {
+    const problem = pseudoFsProblem(p);
+    if (problem !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: problem,
+        params: { fix: 'write to a regular directory (for example /var/lib/ktrail/out/audit.ndjson), or use /dev/stdout, /dev/stderr or the stdout output' },
+        input: p,
+      });
+    }
+  });
+
 const schema = z.strictObject({
-  path: z.string().min(1),
+  path: outputPath,
   max_file_bytes: size().default(100 * 1024 * 1024),
   max_files: z.number().int().min(0).default(5),
   fsync: z.boolean().default(false),
