@@ -56,6 +56,8 @@ export function createElector(opts: {
     renewDeadlineMs: cfg.renew_deadline,
     retryPeriodMs: cfg.retry_period,
     log: opts.log,
+    // A warm standby: it sees a release as it happens and takes over at once.
+    watchForRelease: true,
     annotations: (): Record<string, string> => {
       const text = opts.mirror();
       return text === undefined ? {} : { [MIRROR_ANNOTATION]: text };
