@@ -21,6 +21,9 @@ import { KubeApiError, type KubeClient } from './client.ts';
  *   for whoever leads next; a new leader receives the Lease as it found it.
  * - Stopping releases the Lease (holder cleared, final annotations written),
  *   so a standby takes over at its next try instead of after leaseDuration.
+ *   With `watchForRelease`, a standby also watches the Lease between tries
+ *   and tries at once when it sees it released: a handover then costs a
+ *   watch notification, not up to 1.5 retry periods.
  */
 
 export interface LeaseObject {
@@ -47,6 +50,8 @@ export interface LeaseElectorOptions {
   retryPeriodMs: number;
   /** Annotations written with every renewal and on release (the leader's mirrored state). */
   annotations?: () => Record<string, string>;
+  /** Between tries, watch the Lease and try at once when it is released (needs `watch` on it; falls back to polling). */
+  watchForRelease?: boolean;
   log?: Logger;
   random?: () => number;
 }
@@ -161,9 +166,48 @@ export class LeaseElector {
       } catch (err) {
         this.#noteError(err, 'lease acquire failed');
       }
-      await sleep(this.#jitteredRetryMs(), signal);
+      await this.#waitForRelease(this.#jitteredRetryMs(), signal);
     }
     return undefined;
+  }
+
+  /**
+   * Waits `waitMs`, or less when a watch on the Lease shows it released
+   * (holder cleared) or deleted. A watch that fails or ends early leaves the
+   * rest of the wait as a plain sleep, so this never becomes a tight loop.
+   */
+  async #waitForRelease(waitMs: number, signal: AbortSignal): Promise<void> {
+    if (!this.#o.watchForRelease || signal.aborted) return sleep(waitMs, signal);
+    const startMs = Date.now();
+    const window = new AbortController();
+    const timer = setTimeout(() => window.abort(), waitMs);
+    const watchSignal = AbortSignal.any([signal, window.signal]);
+    try {
+      const stream = this.#o.client.watch({
+        path: this.path.replace(/\/[^/]+$/, ''),
+        query: {
+          watch: 1,
+          fieldSelector: `metadata.name=${this.#o.name}`,
+          resourceVersion: this.#observedRv,
+          timeoutSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
+        },
+        signal: watchSignal,
+        maxLifeMs: waitMs + 5000,
+      });
+      for await (const chunk of stream) {
+        for (const e of chunk.events) {
+          if (e.type === 'ERROR') throw new Error(`lease watch: ${JSON.stringify(e.object).slice(0, 200)}`);
+          const lease = e.object as unknown as LeaseObject;
+          if (e.type === 'DELETED' || (e.type !== 'BOOKMARK' && (lease.spec?.holderIdentity ?? '') === '')) return;
+        }
+      }
+    } catch (err) {
+      if (!watchSignal.aborted) this.#noteError(err, 'lease watch failed; polling');
+    } finally {
+      clearTimeout(timer);
+    }
+    const leftMs = waitMs - (Date.now() - startMs);
+    if (leftMs > 0 && !signal.aborted) await sleep(leftMs, signal);
   }
 
   async #tryAcquire(signal: AbortSignal): Promise<LeaseObject | undefined> {

@@ -196,11 +196,16 @@ describe('manifests: RBAC is least privilege', () => {
     );
   });
 
-  it('events collector: get/create/update of its one Lease, in its own namespace only (a Role, not a ClusterRole)', () => {
+  it('events collector: get/create/update/watch of its one Lease, in its own namespace only (a Role, not a ClusterRole)', () => {
     const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
     expect(role.metadata.namespace).toBe(NAMESPACE);
     expect(grants(role.rules)).toEqual(
-      ['coordination.k8s.io/leases create', 'coordination.k8s.io/leases:ktrail-events-collector get', 'coordination.k8s.io/leases:ktrail-events-collector update'].sort(),
+      [
+        'coordination.k8s.io/leases create',
+        'coordination.k8s.io/leases:ktrail-events-collector get',
+        'coordination.k8s.io/leases:ktrail-events-collector update',
+        'coordination.k8s.io/leases:ktrail-events-collector watch',
+      ].sort(),
     );
     for (const { obj } of objects.filter(({ obj }) => obj.kind === 'ClusterRole')) {
       expect(JSON.stringify(obj)).not.toContain('leases');

@@ -33,16 +33,23 @@ interface Candidate {
   state: { n: number };
 }
 
-function candidate(kube: KubeApiServer, identity: string, c: KubeClient = client(kube)): Candidate {
+function candidate(
+  kube: KubeApiServer,
+  identity: string,
+  c: KubeClient = client(kube),
+  timing: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number; watchForRelease?: boolean } = {
+    leaseDurationMs: LEASE_MS,
+    renewDeadlineMs: RENEW_MS,
+    retryPeriodMs: RETRY_MS,
+  },
+): Candidate {
   const state = { n: 0 };
   const elector = new LeaseElector({
     client: c,
     namespace: 'default',
     name: 'test-lease',
     identity,
-    leaseDurationMs: LEASE_MS,
-    renewDeadlineMs: RENEW_MS,
-    retryPeriodMs: RETRY_MS,
+    ...timing,
     annotations: () => ({ 'ktrail.io/test-state': `${identity}:${state.n}` }),
   });
   const stop = new AbortController();
@@ -107,6 +114,30 @@ describe('LeaseElector', () => {
     await until(() => b.elector.isLeader);
     expect(Date.now() - stoppedMs).toBeLessThan(LEASE_MS);
     expect(b.terms[0]!.found.metadata.annotations?.['ktrail.io/test-state']).toBe('a:42');
+  });
+
+  it('watchForRelease: a standby sees the release through a watch and takes over before its next try', async () => {
+    const kube = await server();
+    // Tries 2–3 s apart: a takeover well inside that came from the watch, not from a poll.
+    const slow = { leaseDurationMs: 10_000, renewDeadlineMs: 6000, retryPeriodMs: 2000, watchForRelease: true };
+    const a = candidate(kube, 'a', client(kube), slow);
+    await until(() => a.elector.isLeader);
+    const b = candidate(kube, 'b', client(kube), slow);
+    // b has looked (and is now between tries, watching).
+    await until(() => kube.get('leases', 'default', 'test-lease') !== undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    a.state.n = 5;
+    const stoppedMs = Date.now();
+    a.stop.abort();
+    await a.done;
+    await until(() => b.elector.isLeader, 5000);
+    expect(Date.now() - stoppedMs).toBeLessThan(1500);
+    expect(b.terms[0]!.found.metadata.annotations?.['ktrail.io/test-state']).toBe('a:5');
+    // Renewals (holder still set) do not wake it: with a leading, b stays a standby.
+    const c = candidate(kube, 'c', client(kube), slow);
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(c.elector.isLeader).toBe(false);
+    expect(b.elector.isLeader).toBe(true);
   });
 
   it('a leader that cannot renew stops within renew_deadline, before the standby takes over after lease_duration', async () => {

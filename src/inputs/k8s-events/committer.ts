@@ -12,10 +12,10 @@ import type { EventsState, SeenEntry } from './seen-set.ts';
  * in flight.
  *
  * Without leader election every page or watch read is committed at once. A
- * leader gathers for up to `flushIntervalMs` (its retry period) and mirrors
- * its state into the Lease right after each commit: the Lease then lags the
- * database by one Lease write at most, and writes to it stay bounded however
- * fast events arrive.
+ * leader gathers for up to `flushIntervalMs` (its retry period), so that
+ * commits and Lease writes stay bounded however fast events arrive. What the
+ * leader mirrors into the Lease is the delivered state, not the committed one
+ * (see delivered.ts).
  */
 
 export interface CommitterOptions {
@@ -28,6 +28,8 @@ export interface CommitterOptions {
   maxBatchRecords: number;
   /** Runs inside the transaction; throwing rolls the batch back (the leader fence). */
   fence?: () => void;
+  /** Runs inside the transaction, after the state was written (the leader notes the spool's newest batch id). */
+  inTransaction?: () => void;
   /** After each commit (the leader mirrors into its Lease). */
   afterCommit?: () => Promise<void>;
   /** A background commit failed: the collector must stop. */
@@ -146,6 +148,7 @@ export class Committer {
         checkpoint: () => {
           fence?.();
           state.commit(batch.seen.values(), batch.cursors, Date.now());
+          this.#o.inTransaction?.();
         },
       });
     } catch (err) {

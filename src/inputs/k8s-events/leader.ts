@@ -2,15 +2,16 @@ import os from 'node:os';
 import type { KubeClient } from '../../kube/client.ts';
 import { LeaseElector, type LeaseObject } from '../../kube/lease.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { parseMirror, type EventsState } from './seen-set.ts';
+import { parseMirror, type CursorMirror, type EventsState } from './seen-set.ts';
 
 /**
  * The events input's use of a Lease: one active collector, and its cursor
  * mirrored into the Lease so that a leader on another node — whose own
  * database is empty or stale — resumes where the last one stopped.
  *
- * The mirror is the committed state (cursors plus the emitted versions the
- * cursors do not cover), written with every renewal, right after each commit
+ * The mirror is the delivered state (delivered.ts): cursors plus the emitted
+ * versions the cursors do not cover, counting only what every output has
+ * acknowledged. It is written with every renewal, right after each commit
  * and on release. A new leader adopts whichever cursor is newer, its own or
  * the Lease's, and merges the mirrored seen entries into its seen-set.
  */
@@ -41,10 +42,11 @@ export function createElector(opts: {
   cfg: LeaderElectionConfig;
   input: string;
   namespace: string;
-  state: EventsState;
+  /** The annotation text (the delivered mirror); undefined leaves the Lease's as it is. */
+  mirror: () => string | undefined;
   log: Logger;
 }): LeaseElector {
-  const { cfg, state } = opts;
+  const { cfg } = opts;
   return new LeaseElector({
     client: opts.client,
     namespace: opts.namespace,
@@ -54,13 +56,18 @@ export function createElector(opts: {
     renewDeadlineMs: cfg.renew_deadline,
     retryPeriodMs: cfg.retry_period,
     log: opts.log,
-    annotations: () => ({ [MIRROR_ANNOTATION]: JSON.stringify(state.mirror(Date.now())) }),
+    // A warm standby: it sees a release as it happens and takes over at once.
+    watchForRelease: true,
+    annotations: (): Record<string, string> => {
+      const text = opts.mirror();
+      return text === undefined ? {} : { [MIRROR_ANNOTATION]: text };
+    },
   });
 }
 
 /** Adopts the previous leader's mirror from the Lease as found; returns a summary for the log. */
-export function adoptMirror(lease: LeaseObject, state: EventsState, nowMs = Date.now()): { found: boolean; scopes: string[] } {
+export function adoptMirror(lease: LeaseObject, state: EventsState, nowMs = Date.now()): { found: boolean; scopes: string[]; mirror: CursorMirror | undefined } {
   const mirror = parseMirror(lease.metadata.annotations?.[MIRROR_ANNOTATION]);
-  if (!mirror) return { found: false, scopes: [] };
-  return { found: true, scopes: state.adopt(mirror, nowMs) };
+  if (!mirror) return { found: false, scopes: [], mirror: undefined };
+  return { found: true, scopes: state.adopt(mirror, nowMs), mirror };
 }

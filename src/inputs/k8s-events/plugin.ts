@@ -7,6 +7,7 @@ import { KubeClient } from '../../kube/client.ts';
 import { loadKubeConnection } from '../../kube/config.ts';
 import type { LeaseElector } from '../../kube/lease.ts';
 import { Committer } from './committer.ts';
+import { DeliveredMirror } from './delivered.ts';
 import { adoptMirror, createElector } from './leader.ts';
 import { ALL_NAMESPACES, describeEventsState, EventsState, STATE_MIGRATIONS, STATE_OWNER } from './seen-set.ts';
 import { isConfigError, ScopeWatcher } from './watcher.ts';
@@ -37,6 +38,11 @@ const leaderSchema = z
     renew_deadline: duration().default(10_000).describe('The leader stops when it could not renew for this long; must be below lease_duration.'),
     retry_period: duration().default(2_000).describe('Renewal and acquisition period; also the longest a leader gathers events before a commit.'),
     identity: z.string().min(1).optional().describe('This instance in the Lease; default $POD_NAME, else the hostname. Must differ between instances.'),
+    handover_wait: duration()
+      .default(5000)
+      .describe(
+        'On a graceful stop, how long the leader keeps the Lease after its last commit while the outputs acknowledge what it committed; then it releases. Keep it below service.shutdown_timeout.',
+      ),
   })
   .prefault({})
   .superRefine((v, ctx) => {
@@ -94,6 +100,7 @@ class K8sEventsInput implements Input {
   #client: KubeClient | undefined;
   #state: EventsState | undefined;
   #elector: LeaseElector | undefined;
+  #delivered: DeliveredMirror | undefined;
   #running: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #seenSize = 0;
@@ -129,16 +136,25 @@ class K8sEventsInput implements Input {
 
     if (cfg.leader_election.enabled) {
       const namespace = cfg.leader_election.lease_namespace ?? process.env.POD_NAMESPACE ?? conn.namespace ?? 'default';
-      const elector = createElector({ client: this.#client, cfg: cfg.leader_election, input: ctx.name, namespace, state, log: ctx.log });
+      const elector = createElector({
+        client: this.#client,
+        cfg: cfg.leader_election,
+        input: ctx.name,
+        namespace,
+        mirror: () => this.#delivered?.encode(),
+        log: ctx.log,
+      });
       this.#elector = elector;
       ctx.metrics.eventsLeader.set(this.#labels, 0);
       this.#running = elector.run(this.#abort.signal, async ({ signal, lease }) => {
         const adopted = adoptMirror(lease, state);
+        const delivered = new DeliveredMirror(ctx.state.db, ctx.name, state, adopted.mirror);
+        this.#delivered = delivered;
         ctx.log.info({ lease: elector.path, identity: elector.identity, mirror: adopted.found, cursorsAdopted: adopted.scopes }, 'leading: starting the events collector');
         this.#seenSize = state.size();
         ctx.metrics.eventsLeader.set(this.#labels, 1);
         try {
-          await this.#collect(signal, elector);
+          await this.#collect(signal, elector, delivered);
         } finally {
           ctx.metrics.eventsLeader.set(this.#labels, 0);
           ctx.metrics.eventsCursorAge.set(this.#labels, 0);
@@ -156,7 +172,7 @@ class K8sEventsInput implements Input {
     while (!signal.aborted) {
       const startedMs = Date.now();
       try {
-        await this.#collect(signal, undefined);
+        await this.#collect(signal, undefined, undefined);
       } catch (err) {
         if (signal.aborted) return;
         // A collector that ran for a while before failing starts over from a short pause.
@@ -168,7 +184,7 @@ class K8sEventsInput implements Input {
   }
 
   /** Runs every scope until `signal` aborts or a commit fails; then commits what is staged when allowed. */
-  async #collect(signal: AbortSignal, elector: LeaseElector | undefined): Promise<void> {
+  async #collect(signal: AbortSignal, elector: LeaseElector | undefined, delivered: DeliveredMirror | undefined): Promise<void> {
     const ctx = this.#ctx;
     const cfg = this.#cfg;
     const state = this.#state!;
@@ -180,6 +196,7 @@ class K8sEventsInput implements Input {
       fatal ??= err;
       stop.abort();
     };
+    let lastBatchId = 0;
     const committer = new Committer({
       ctx,
       state,
@@ -191,8 +208,14 @@ class K8sEventsInput implements Input {
             if (!elector.holds()) throw new LeadershipLost();
           }
         : undefined,
+      inTransaction: delivered
+        ? () => {
+            lastBatchId = delivered.lastBatchId();
+          }
+        : undefined,
       afterCommit: async () => {
         this.#updateCursorAge();
+        delivered?.committed(lastBatchId);
         if (elector) await elector.sync();
       },
       onFatal: fail,
@@ -234,9 +257,14 @@ class K8sEventsInput implements Input {
       committer.close();
       if (fatal === undefined) {
         // Graceful stop: what a leader gathered is committed (the fence still applies) before the release.
-        await committer.flush().catch((err: unknown) => {
-          if (!(err instanceof LeadershipLost)) ctx.log.error({ err: errorMessage(err) }, 'final commit failed');
-        });
+        const flushed = await committer.flush().then(
+          () => true,
+          (err: unknown) => {
+            if (!(err instanceof LeadershipLost)) ctx.log.error({ err: errorMessage(err) }, 'final commit failed');
+            return false;
+          },
+        );
+        if (flushed && elector && delivered) await this.#awaitDelivery(elector, delivered);
       } else {
         committer.discard();
       }
@@ -248,6 +276,31 @@ class K8sEventsInput implements Input {
       return;
     }
     if (fatal !== undefined && !signal.aborted) throw fatal;
+  }
+
+  /**
+   * Graceful handover: keep the Lease (renewing it) until the outputs have
+   * acknowledged everything committed, so that the release carries the
+   * final cursor and the next leader repeats nothing; give up after
+   * handover_wait (the next leader then re-emits the rest, as the same ids).
+   */
+  async #awaitDelivery(elector: LeaseElector, delivered: DeliveredMirror): Promise<void> {
+    const le = this.#cfg.leader_election;
+    const startMs = Date.now();
+    let syncedMs = startMs;
+    while (!delivered.caughtUp()) {
+      const now = Date.now();
+      if (now - startMs >= le.handover_wait) {
+        this.#ctx.log.warn({ waitedMs: now - startMs }, 'handover_wait over with records not yet acknowledged; the next leader re-emits them');
+        return;
+      }
+      if (now - syncedMs >= le.retry_period) {
+        syncedMs = now;
+        if (!(await elector.sync())) return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.#ctx.log.info({ waitedMs: Date.now() - startMs }, 'everything committed is acknowledged; handing the Lease over');
   }
 
   #prune(): void {

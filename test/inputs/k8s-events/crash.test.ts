@@ -182,6 +182,8 @@ describe('k8s_events input: crashes and leader election (real processes)', () =>
     await until(() => holder(kube) !== undefined, 15_000, 'a leader');
     const first = addEvent(kube);
     await until(() => out.rawIds().includes(idOf(first)), 10_000);
+    // The Lease carries the delivered cursor; it follows the acks at the next renewal.
+    await until(() => (mirroredCursor(kube) ?? 0) >= Number(first.metadata.resourceVersion), 5000, 'delivered cursor mirrored');
     await Promise.all([a.kill(), b.kill()]);
     const lost = addEvent(kube);
     // The event TTL runs out for everything written so far (as after an hour), and etcd compacts.

@@ -321,7 +321,7 @@ describe('k8s_events input (in process, emulated API)', () => {
     expect(await metricValue(b.metrics, 'ktrail_k8s_events_leader')).toBe(0);
     expect(b.agent.readiness().checks['input:events']).toMatchObject({ ok: true, detail: expect.stringContaining('standby') });
     expect(a.agent.readiness().checks['input:events']).toMatchObject({ ok: true, detail: 'leader' });
-    // The Lease mirror is written right after each commit, so it may trail the sink by a moment.
+    // The Lease mirror is the delivered state, written at the renewal after the acks: it may trail the sink by a moment.
     const mirror = () => kube.get('leases', 'default', 'ktrail-events-events')?.metadata.annotations?.['ktrail.io/k8s-events-cursor'];
     await until(() => mirror() !== undefined, 5000, 'cursor mirrored into the Lease');
     expect(mirror()).toContain('"cursors"');

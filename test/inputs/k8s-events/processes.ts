@@ -12,6 +12,8 @@ export interface CollectorConfig {
   sinkUrl: string;
   leader?: { identity: string; leaseName: string; leaseDuration: string; renewDeadline: string; retryPeriod: string };
   extra?: string[];
+  /** The http output's batch.flush_interval (default 50ms; the shipped default is 1s). */
+  flushInterval?: string;
 }
 
 export function writeCollectorConfig(c: CollectorConfig): string {
@@ -45,7 +47,7 @@ export function writeCollectorConfig(c: CollectorConfig): string {
     '  sink:',
     '    type: http',
     `    url: ${c.sinkUrl}`,
-    '    batch: { flush_interval: 50ms }',
+    `    batch: { flush_interval: ${c.flushInterval ?? '50ms'} }`,
     '    retry: { initial_backoff: 50ms, max_backoff: 500ms }',
     '',
   );

@@ -94,14 +94,14 @@ describe('EventsState (SQLite)', () => {
     spool.db.transaction(() => s.commit([{ uid: 'x', scope: '*', resourceVersion: '50' }], new Map([['*', '40'], ['old', '90']]), 1000))();
     const mirror = { v: 1, cursors: { '*': '60', old: '80', fresh: '70' }, seen: { '*': 'x=45,y=65,z=66' }, at: 2000 };
     const lease = { metadata: { name: 'l', annotations: { [MIRROR_ANNOTATION]: JSON.stringify(mirror) } } };
-    expect(adoptMirror(lease, s, 3000)).toEqual({ found: true, scopes: ['*', 'fresh'] });
+    expect(adoptMirror(lease, s, 3000)).toEqual({ found: true, scopes: ['*', 'fresh'], mirror });
     expect(s.cursor('*')?.resourceVersion).toBe('60');
     expect(s.cursor('old')?.resourceVersion).toBe('90');
     expect(s.cursor('fresh')?.resourceVersion).toBe('70');
     expect(s.lastEmitted('x')).toBe('50');
     expect(s.lastEmitted('y')).toBe('65');
     expect(s.lastEmitted('z')).toBe('66');
-    expect(adoptMirror({ metadata: { name: 'l' } }, s)).toEqual({ found: false, scopes: [] });
+    expect(adoptMirror({ metadata: { name: 'l' } }, s)).toEqual({ found: false, scopes: [], mirror: undefined });
     expect(defaultLeaseName('Events_Prod')).toBe('ktrail-events-events-prod');
   });
 });
