@@ -34,6 +34,7 @@ describe('config: valid fixtures', () => {
       when_full: 'block',
       dead_letter_max_bytes: 256 * 1024 * 1024,
       release_removed_outputs: false,
+      dead_letter_store_unredactable: false,
     });
     expect(defaults.service.metrics).toEqual({ enabled: true, listen: '0.0.0.0:9464' });
     expect(defaults.outputs[0]!.match).toEqual(['*']);
