@@ -89,18 +89,28 @@ class FileOutput implements Output {
   #roll(): void {
     this.#closeFd();
     const { dir, name, ext } = path.parse(path.resolve(this.#cfg.path));
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    let target = path.join(dir, `${name}-${stamp}${ext}`);
-    for (let i = 1; fs.existsSync(target); i++) target = path.join(dir, `${name}-${stamp}.${i}${ext}`);
-    fs.renameSync(this.#cfg.path, target);
     const pattern = rolledNamePattern(name, ext);
-    const rolled: Array<{ file: string; stamp: string; n: number }> = [];
-    for (const file of fs.readdirSync(dir)) {
-      const m = pattern.exec(file);
-      if (m) rolled.push({ file, stamp: m[1]!, n: m[2] === undefined ? 0 : Number(m[2]) });
-    }
-    // Oldest first: by stamp, then by the collision counter (".10" after ".9").
-    rolled.sort((a, b) => (a.stamp < b.stamp ? -1 : a.stamp > b.stamp ? 1 : a.n - b.n));
+    const listRolled = () => {
+      const out: Array<{ file: string; stamp: string; n: number }> = [];
+      for (const file of fs.readdirSync(dir)) {
+        const m = pattern.exec(file);
+        if (m) out.push({ file, stamp: m[1]!, n: m[2] === undefined ? 0 : Number(m[2]) });
+      }
+      // Oldest first: by stamp, then by the collision counter (".10" after ".9").
+      return out.sort((a, b) => (a.stamp < b.stamp ? -1 : a.stamp > b.stamp ? 1 : a.n - b.n));
+    };
+    let stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    // A clock stepped back must not name the newest file as older than the ones before it.
+    const newest = listRolled().at(-1);
+    if (newest !== undefined && newest.stamp > stamp) stamp = newest.stamp;
+    // Within one millisecond the counter goes on from the newest, also after retention deleted
+    // the older ones: a reused lower counter would sort as the oldest file.
+    let n = newest?.stamp === stamp ? newest.n + 1 : 0;
+    const nameFor = (i: number) => path.join(dir, i === 0 ? `${name}-${stamp}${ext}` : `${name}-${stamp}.${i}${ext}`);
+    while (fs.existsSync(nameFor(n))) n++;
+    const target = nameFor(n);
+    fs.renameSync(this.#cfg.path, target);
+    const rolled = listRolled();
     for (const old of rolled.slice(0, Math.max(0, rolled.length - this.#cfg.max_files))) fs.rmSync(path.join(dir, old.file), { force: true });
     this.#open();
   }
