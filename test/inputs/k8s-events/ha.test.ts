@@ -65,18 +65,24 @@ async function killWhileWorking(c: Collector, out: NdjsonSink): Promise<void> {
   await c.kill();
 }
 
+/** Two collectors on one Lease: a leads and receives events, b is up as the standby. */
+async function leaderAndStandby(lease: typeof LEASE) {
+  const { kube, instance, sinks } = await setup();
+  const a = await instance('a', lease);
+  const b = await instance('b', lease);
+  const flow = new EventFlow(kube);
+  const ca = start(a.config);
+  await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
+  await kube.waitForWatches(1, 10_000);
+  flow.start(10);
+  const cb = start(b.config);
+  await until(() => cb.logs('k8s_events input starting').length === 1, 15_000, 'b up (standby)');
+  return { kube, instance, sinks, a, b, flow, ca, cb };
+}
+
 describe('k8s_events HA: two collector processes, one Lease', () => {
   it('the leader SIGKILLed and replaced with an empty state dir, twice: 0 versions lost, repeats only as the same ids', async () => {
-    const { kube, instance, sinks } = await setup();
-    const a = await instance('a', LEASE);
-    const b = await instance('b', LEASE);
-    const flow = new EventFlow(kube);
-    const ca = start(a.config);
-    await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
-    await kube.waitForWatches(1, 10_000);
-    flow.start(10);
-    const cb = start(b.config);
-    await until(() => cb.logs('k8s_events input starting').length === 1, 15_000, 'b up (standby)');
+    const { kube, instance, sinks, a, b, flow, ca, cb } = await leaderAndStandby(LEASE);
 
     // Kill a; its replacement a2 starts on a new, empty state dir (a deleted pod on emptyDir).
     await killWhileWorking(ca, a.out);
@@ -115,16 +121,9 @@ describe('k8s_events HA: two collector processes, one Lease', () => {
     // The restart must come within lease_duration, as a container restart in the same pod does;
     // 5 s leaves room for a loaded test machine to start node.
     const lease = { ...LEASE, leaseDuration: '5s', renewDeadline: '3s' };
-    const { kube, instance, sinks } = await setup();
-    const a = await instance('a', lease);
-    const b = await instance('b', lease);
-    const flow = new EventFlow(kube);
-    let ca = start(a.config);
-    await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
-    await kube.waitForWatches(1, 10_000);
-    flow.start(10);
-    const cb = start(b.config);
-    await until(() => cb.logs('k8s_events input starting').length === 1, 15_000, 'b up (standby)');
+    const pair = await leaderAndStandby(lease);
+    const { kube, instance, sinks, a, b, flow, cb } = pair;
+    let ca = pair.ca;
     for (let kill = 0; kill < 2; kill++) {
       await killWhileWorking(ca, a.out);
       ca = start(a.config);
@@ -145,16 +144,7 @@ describe('k8s_events HA: two collector processes, one Lease', () => {
   }, 120_000);
 
   it('the leader SIGTERMed: it hands over by releasing the Lease once its outputs acknowledged everything; 0 lost, 0 duplicates', async () => {
-    const { kube, instance, sinks } = await setup();
-    const a = await instance('a', LEASE);
-    const b = await instance('b', LEASE);
-    const flow = new EventFlow(kube);
-    const ca = start(a.config);
-    await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
-    await kube.waitForWatches(1, 10_000);
-    flow.start(10);
-    const cb = start(b.config);
-    await until(() => cb.logs('k8s_events input starting').length === 1, 15_000, 'b up (standby)');
+    const { kube, instance, sinks, a, b, flow, ca, cb } = await leaderAndStandby(LEASE);
     await until(() => a.out.requests.length > 2, 15_000, 'a delivering');
     await sleep(Math.random() * 1000);
     const termMs = Date.now();
