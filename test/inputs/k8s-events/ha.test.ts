@@ -122,7 +122,7 @@ describe('k8s_events HA: two collector processes, one Lease', () => {
     // 5 s leaves room for a loaded test machine to start node.
     const lease = { ...LEASE, leaseDuration: '5s', renewDeadline: '3s' };
     const pair = await leaderAndStandby(lease);
-    const { kube, instance, sinks, a, b, flow, cb } = pair;
+    const { sinks, a, b, flow, cb } = pair;
     let ca = pair.ca;
     for (let kill = 0; kill < 2; kill++) {
       await killWhileWorking(ca, a.out);
@@ -144,7 +144,7 @@ describe('k8s_events HA: two collector processes, one Lease', () => {
   }, 120_000);
 
   it('the leader SIGTERMed: it hands over by releasing the Lease once its outputs acknowledged everything; 0 lost, 0 duplicates', async () => {
-    const { kube, instance, sinks, a, b, flow, ca, cb } = await leaderAndStandby(LEASE);
+    const { kube, sinks, a, b, flow, ca, cb } = await leaderAndStandby(LEASE);
     await until(() => a.out.requests.length > 2, 15_000, 'a delivering');
     await sleep(Math.random() * 1000);
     const termMs = Date.now();
