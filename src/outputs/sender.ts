@@ -120,12 +120,22 @@ export class OutputRunner {
     return Math.max(0, nowMs - Math.max(this.#lastProgressMs, oldest));
   }
 
-  /** Deliver what is pending until the backlog is empty or the deadline passes, then stop. */
-  async drain(deadlineMs: number): Promise<boolean> {
-    if (!this.#loop) return this.#o.spool.backlog(this.name).pendingBatches === 0;
+  /**
+   * Shutdown has begun: a partial group goes out now instead of waiting for
+   * flush_interval, and so does whatever the stopping inputs still append.
+   * Inputs that wait for their records to be acknowledged before they stop
+   * (the events collector's Lease handover) are then not held up by it.
+   */
+  hurry(): void {
     this.#draining = true;
     this.#waiting = undefined;
     this.#poke();
+  }
+
+  /** Deliver what is pending until the backlog is empty or the deadline passes, then stop. */
+  async drain(deadlineMs: number): Promise<boolean> {
+    if (!this.#loop) return this.#o.spool.backlog(this.name).pendingBatches === 0;
+    this.hurry();
     while (Date.now() < deadlineMs) {
       if (this.#inflight.size === 0 && this.#replay.length === 0 && this.#o.spool.pending(this.name, 0, 1).length === 0) break;
       await sleep(Math.min(50, deadlineMs - Date.now()));

@@ -27,8 +27,9 @@ import type { LogRecord, SpooledRecord } from './record.ts';
  * The pipeline: inputs → processors → spool → one runner per output.
  *
  * Start order: spool, outputs, processors, inputs (so nothing is read before
- * it can be stored). Stop order: inputs (their last emit commits), processors,
- * outputs drain until the deadline, spool closes. Whatever is not delivered by
+ * it can be stored). Stop order: outputs stop waiting for flush_interval,
+ * inputs stop (their last emit commits), processors, outputs drain until the
+ * deadline, spool closes. Whatever is not delivered by
  * the deadline stays in the spool for the next start.
  */
 
@@ -344,6 +345,8 @@ export class Agent {
 
   async #stopInOrder(): Promise<void> {
     const deadline = Date.now() + this.config.service.shutdown_timeout;
+    // Partial batches leave now: an input may wait for its acks before it stops.
+    for (const o of this.#outputs) o.runner.hurry();
     for (const i of this.#inputs) i.abort.abort();
     await Promise.allSettled(
       this.#inputs.map(async (i) => {
