@@ -53,6 +53,16 @@ COPY --from=build /app/src ./src
 # The state directory must exist for a `docker run` without a volume; in
 # Kubernetes a hostPath, PVC or emptyDir is mounted over it.
 RUN mkdir -p /var/lib/ktrail /etc/ktrail && chown 1000:1000 /var/lib/ktrail
+# V8's compile cache, filled here for every module: a fresh container starts
+# without parsing or type-stripping the sources (about half the start-up time).
+# Node keeps one cache per uid: filled for root (the audit agent) and for 1000
+# (the events collector), then made read-only like the code; Node skips
+# writing to it.
+ENV NODE_COMPILE_CACHE=/app/.compile-cache
+RUN mkdir /app/.compile-cache && chown 1000:1000 /app/.compile-cache \
+ && node bin/warm-compile-cache.js \
+ && su -s /bin/sh node -c 'node bin/warm-compile-cache.js' \
+ && chown -R root:root /app/.compile-cache && chmod -R a-w /app/.compile-cache
 # The base image's `node` user, given numerically so the kubelet can verify
 # runAsNonRoot. The audit-agent DaemonSet overrides this with runAsUser 0
 # (without any capability) because kube-apiserver writes its audit files
