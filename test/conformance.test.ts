@@ -4,9 +4,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfigText } from '../src/config/load.ts';
 import { Agent } from '../src/pipeline/agent.ts';
-import { plugins } from '../src/registry.ts';
+import { allPlugins } from '../src/registry.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { createMetrics } from '../src/telemetry/metrics.ts';
+
+const plugins = allPlugins();
 
 /**
  * Every registered plugin goes through the same contract: a description, a

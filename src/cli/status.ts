@@ -1,5 +1,5 @@
 import { Spool } from '../spool/spool.ts';
-import { plugins } from '../registry.ts';
+import { findPlugin, pluginTypes } from '../registry.ts';
 import type { InputPlugin } from '../plugin.ts';
 
 /**
@@ -47,8 +47,8 @@ export function readStatus(stateDir: string, nowMs = Date.now(), opts: { verbose
     }
     // Plugins with tables of their own describe them.
     const described: StatusReport['inputs'] = [];
-    for (const p of plugins) {
-      if (p.kind !== 'input' || !(p as InputPlugin).describeState) continue;
+    for (const p of pluginTypes('input').map((t) => findPlugin('input', t)!)) {
+      if (!(p as InputPlugin).describeState) continue;
       const rows = safeDescribe(p as InputPlugin, db, tables);
       for (const [name, list] of rows) {
         described.push({ input: name, type: p.type, checkpoints: list });

@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import { z } from 'zod';
 import { ErrorCode, KtrailError } from '../errors.ts';
 import type { InputPlugin, OutputPlugin, Plugin, ProcessorPlugin } from '../plugin.ts';
-import { plugins } from '../registry.ts';
+import { findPlugin, pluginTypes } from '../registry.ts';
 import { outputCommonShape, processorCommonShape, topLevelSchema, type ServiceConfig, type SpoolConfig } from './schema.ts';
 import { closestKey, describeIssue } from './messages.ts';
 
@@ -76,7 +76,7 @@ export function loadConfigFile(file: string, opts: LoadOptions = {}): AgentConfi
 
 export function loadConfigText(text: string, source = '<config>', opts: LoadOptions = {}): AgentConfig {
   const env = opts.env ?? process.env;
-  const all = opts.extraPlugins ? [...plugins, ...opts.extraPlugins] : plugins;
+  const extra = opts.extraPlugins ?? [];
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
@@ -94,9 +94,9 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
   if (!top.success) pushZodIssues(problems, top.error, [], topLevelSchema, lineOf);
 
   const rawObj = (raw && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
-  const inputs = validateSection<InputPlugin>(all, 'inputs', rawObj.inputs, 'input', {}, problems, lineOf, envRefs);
-  const processors = validateSection<ProcessorPlugin>(all, 'processors', rawObj.processors, 'processor', processorCommonShape, problems, lineOf, envRefs);
-  const outputs = validateSection<OutputPlugin>(all, 'outputs', rawObj.outputs, 'output', outputCommonShape, problems, lineOf, envRefs);
+  const inputs = validateSection<InputPlugin>(extra, 'inputs', rawObj.inputs, 'input', {}, problems, lineOf, envRefs);
+  const processors = validateSection<ProcessorPlugin>(extra, 'processors', rawObj.processors, 'processor', processorCommonShape, problems, lineOf, envRefs);
+  const outputs = validateSection<OutputPlugin>(extra, 'outputs', rawObj.outputs, 'output', outputCommonShape, problems, lineOf, envRefs);
 
   if (top.success) {
     if (Object.keys(top.data.inputs).length === 0) {
@@ -113,7 +113,7 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
 }
 
 function validateSection<P extends Plugin>(
-  all: readonly Plugin[],
+  extra: readonly Plugin[],
   section: 'inputs' | 'processors' | 'outputs',
   value: unknown,
   kind: P['kind'],
@@ -124,7 +124,7 @@ function validateSection<P extends Plugin>(
 ): Array<ComponentConfig<P>> {
   const out: Array<ComponentConfig<P>> = [];
   if (!value || typeof value !== 'object' || Array.isArray(value)) return out;
-  const known = all.filter((p) => p.kind === kind);
+  const extraOfKind = extra.filter((p) => p.kind === kind);
   for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
     const base = [section, name];
     if (!NAME_RE.test(name)) {
@@ -140,9 +140,9 @@ function validateSection<P extends Plugin>(
       continue;
     }
     const type = (entry as Record<string, unknown>).type;
-    const plugin = known.find((p) => p.type === type) as P | undefined;
+    const plugin = (extraOfKind.find((p) => p.type === type) ?? findPlugin(kind, type)) as P | undefined;
     if (!plugin) {
-      const names = known.map((p) => p.type);
+      const names = [...pluginTypes(kind), ...extraOfKind.map((p) => p.type)];
       const guess = typeof type === 'string' ? closestKey(type, names) : undefined;
       problems.push({
         path: [...base, 'type'].join('.'),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { plugins } from '../registry.ts';
+import { allPlugins } from '../registry.ts';
 import type { OutputPlugin, Plugin } from '../plugin.ts';
 import { createMetrics } from '../telemetry/metrics.ts';
 import { DEFAULT_SENDER } from '../pipeline/agent.ts';
@@ -39,7 +39,7 @@ export function renderOptionReference(): string {
   out.push('### Keys every processor has', '', table(describeSchema(z.object(processorCommonShape))), '');
   out.push('### Keys every output has', '', table(describeSchema(z.object(outputCommonShape))), '');
   for (const kind of ['input', 'processor', 'output'] as const) {
-    for (const p of plugins.filter((x) => x.kind === kind)) {
+    for (const p of allPlugins().filter((x) => x.kind === kind)) {
       const doc = `${docDir[kind]}/${p.type}.md`;
       out.push(`### ${kind} \`${p.type}\``, '', `${p.description} Semantics and examples: [${doc}](${doc}).`, '');
       const rows = describeSchema(p.schema);

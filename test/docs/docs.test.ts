@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderMetricsReference, renderOptionReference, replaceGenerated } from '../../src/config/reference.ts';
-import { plugins } from '../../src/registry.ts';
+import { allPlugins } from '../../src/registry.ts';
+
+const plugins = allPlugins();
 
 const root = path.join(import.meta.dirname, '..', '..');
 const read = (f: string) => fs.readFileSync(path.join(root, f), 'utf8');
