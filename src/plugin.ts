@@ -78,6 +78,8 @@ export interface InputContext extends ComponentContext {
   emit(batch: EmitBatch): Promise<EmitResult>;
   /** Aborted when the agent stops. */
   signal: AbortSignal;
+  /** What the plugin's `prepare` returned, when it has one and `ktrail run` ran it. */
+  prepared?: unknown;
 }
 
 export interface HealthReport {
@@ -172,6 +174,12 @@ export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
   description: string;
   schema: S;
   create(config: z.output<S>, ctx: InputContext): Input;
+  /**
+   * Runs first, before the spool, the other plugins and the telemetry server
+   * start (audit_file opens every matching file here); what it returns is
+   * handed to `create` as `ctx.prepared`.
+   */
+  prepare?(config: z.output<S>, log: Logger): Promise<unknown>;
   /**
    * Rows for `ktrail status`, read from the plugin's own tables (read-only DB),
    * for every input of this type; each row names its `input`.

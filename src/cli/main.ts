@@ -146,11 +146,6 @@ async function run(file: string | undefined): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const { loadConfigFile } = await import('../config/load.ts');
-  const { Agent } = await import('../pipeline/agent.ts');
-  const { createLogger } = await import('../telemetry/logger.ts');
-  const { createMetrics, enableProcessMetrics } = await import('../telemetry/metrics.ts');
-  const { TelemetryServer } = await import('../telemetry/server.ts');
-  const { startProgress } = await import('./progress.ts');
   let cfg;
   try {
     cfg = loadConfigFile(file);
@@ -161,11 +156,27 @@ async function run(file: string | undefined): Promise<number> {
   // From here on every log line masks the credentials this config holds.
   const { rememberConfigSecrets } = await import('../telemetry/scrub.ts');
   rememberConfigSecrets(cfg);
+  const { createLogger } = await import('../telemetry/logger.ts');
   const log = createLogger(cfg.service.log_level, 2, cfg.service.log_format);
+  // Files first: every audit file the paths match is opened and held before
+  // the spool, the outputs and the telemetry server load, so a backup that is
+  // deleted during start-up is still read through its descriptor.
+  const { prepareInputs } = await import('../pipeline/prepare.ts');
+  let prepared;
+  try {
+    prepared = await prepareInputs(cfg, log);
+  } catch (err) {
+    log.fatal({ err: errorMessage(err), code: (err as KtrailError).code }, 'ktrail failed');
+    return 1;
+  }
+  const { Agent } = await import('../pipeline/agent.ts');
+  const { createMetrics, enableProcessMetrics } = await import('../telemetry/metrics.ts');
+  const { TelemetryServer } = await import('../telemetry/server.ts');
+  const { startProgress } = await import('./progress.ts');
   const metrics = createMetrics();
   enableProcessMetrics(metrics);
   metrics.buildInfo.set({ version: VERSION, nodejs: process.version }, 1);
-  const agent = new Agent(cfg, { log, metrics });
+  const agent = new Agent(cfg, { log, metrics, prepared });
 
   let server: InstanceType<typeof TelemetryServer> | undefined;
   let progress: { stop(): Promise<void> } | undefined;

@@ -66,6 +66,8 @@ interface RunningOutput {
 export interface AgentOptions {
   log: Logger;
   metrics: Metrics;
+  /** Per input name: what its plugin's `prepare` returned (see prepare.ts). */
+  prepared?: ReadonlyMap<string, unknown>;
 }
 
 export class Agent {
@@ -79,9 +81,11 @@ export class Agent {
   #started = false;
   #stopping: Promise<void> | undefined;
   readonly #deadLetterLog: DeadLetterLog;
+  readonly #prepared: ReadonlyMap<string, unknown>;
 
   constructor(config: AgentConfig, opts: AgentOptions) {
     this.config = config;
+    this.#prepared = opts.prepared ?? new Map();
     this.#log = opts.log;
     this.#metrics = opts.metrics;
     this.#deadLetterLog = new DeadLetterLog(opts.log);
@@ -137,6 +141,7 @@ export class Agent {
         ...base,
         state,
         signal: abort.signal,
+        prepared: this.#prepared.get(ic.name),
         emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal),
       };
       const input = ic.plugin.create(ic.config, ctx);

@@ -36,7 +36,32 @@ export const CHECKPOINT_MIGRATIONS: MigrationStep[] = [
      input TEXT PRIMARY KEY,
      first_start_ms INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // Gaps, for `ktrail status`: files lost before they were read to the end,
+  // and audit log rotated away unseen while ktrail was not running.
+  `CREATE TABLE audit_file_gaps (
+     input TEXT NOT NULL,
+     detected_ms INTEGER NOT NULL,
+     reason TEXT NOT NULL,
+     file TEXT,
+     from_ms INTEGER,
+     to_ms INTEGER,
+     files INTEGER NOT NULL,
+     bytes INTEGER
+   );
+   CREATE INDEX audit_file_gaps_by_input ON audit_file_gaps (input, detected_ms);`,
 ];
+
+export interface GapRecord {
+  reason: string;
+  file?: string;
+  fromMs?: number;
+  toMs?: number;
+  files: number;
+  bytes?: number;
+}
+
+/** Gaps kept per input for `ktrail status`; older ones are counted in the metrics and logs only. */
+const GAPS_KEPT = 100;
 
 export interface CheckpointRow {
   fileId: string;
@@ -75,6 +100,8 @@ export class CheckpointStore {
     upsertFile: Statement;
     advance: Statement;
     remove: Statement;
+    gap: Statement;
+    trimGaps: Statement;
   };
 
   constructor(db: Database, input: string) {
@@ -104,6 +131,10 @@ export class CheckpointStore {
            updated_ms = excluded.updated_ms`,
       ),
       remove: db.prepare('DELETE FROM audit_file_checkpoints WHERE input = ? AND file_id = ?'),
+      gap: db.prepare('INSERT INTO audit_file_gaps (input, detected_ms, reason, file, from_ms, to_ms, files, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      trimGaps: db.prepare(
+        'DELETE FROM audit_file_gaps WHERE input = ? AND rowid NOT IN (SELECT rowid FROM audit_file_gaps WHERE input = ? ORDER BY detected_ms DESC, rowid DESC LIMIT ?)',
+      ),
     };
   }
 
@@ -148,6 +179,12 @@ export class CheckpointStore {
     this.#stmt.remove.run(this.#input, fileId);
   }
 
+  /** Run inside a checkpoint callback. */
+  recordGap(g: GapRecord, nowMs: number): void {
+    this.#stmt.gap.run(this.#input, nowMs, g.reason, g.file ?? null, g.fromMs ?? null, g.toMs ?? null, g.files, g.bytes ?? null);
+    this.#stmt.trimGaps.run(this.#input, this.#input, GAPS_KEPT);
+  }
+
   #params(row: CheckpointRow): Record<string, unknown> {
     return {
       input: this.#input,
@@ -171,7 +208,30 @@ export function describeCheckpoints(db: Database, nowMs = Date.now()): Array<Rec
   const rows = db
     .prepare('SELECT * FROM audit_file_checkpoints ORDER BY input, path, file_id')
     .all() as Array<DbRow & { input: string }>;
-  return rows.map((r) => ({
+  const iso = (ms: number | null) => (ms === null ? undefined : new Date(ms).toISOString());
+  const hasGaps = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_file_gaps'").get() !== undefined;
+  const gaps = hasGaps
+    ? (db.prepare('SELECT * FROM audit_file_gaps ORDER BY input, detected_ms DESC, rowid DESC').all() as Array<{
+        input: string;
+        detected_ms: number;
+        reason: string;
+        file: string | null;
+        from_ms: number | null;
+        to_ms: number | null;
+        files: number;
+        bytes: number | null;
+      }>)
+    : [];
+  const gapRows = gaps.slice(0, 20 * Math.max(1, new Set(gaps.map((g) => g.input)).size)).map((g) => ({
+    input: g.input,
+    gap: g.reason,
+    ...(g.file !== null ? { file: g.file } : {}),
+    ...(g.from_ms !== null ? { from: iso(g.from_ms), to: iso(g.to_ms) } : {}),
+    files: g.files,
+    ...(g.bytes !== null ? { bytes: g.bytes } : {}),
+    detected: iso(g.detected_ms),
+  }));
+  return [...rows.map((r) => ({
     input: r.input,
     file: r.path,
     offset: r.read_offset,
@@ -181,5 +241,5 @@ export function describeCheckpoints(db: Database, nowMs = Date.now()): Array<Rec
     ...(r.dev === '' ? { detached: true } : {}),
     updated: new Date(r.updated_ms).toISOString(),
     updatedAgeS: Math.max(0, Math.round((nowMs - r.updated_ms) / 1000)),
-  }));
+  })), ...gapRows];
 }

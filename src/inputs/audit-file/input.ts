@@ -2,10 +2,11 @@ import fsp from 'node:fs/promises';
 import { errorMessage } from '../../errors.ts';
 import { LogRecord } from '../../pipeline/record.ts';
 import type { EmitBatch, HealthReport, Input, InputContext, InputDeadLetter } from '../../plugin.ts';
-import { CHECKPOINT_MIGRATIONS, CheckpointStore, type CheckpointRow } from './checkpoints.ts';
-import { contentId, fingerprintOf, FINGERPRINT_MAX_BYTES, headMatches, readHead } from './identity.ts';
+import { CHECKPOINT_MIGRATIONS, CheckpointStore, type CheckpointRow, type GapRecord } from './checkpoints.ts';
+import { contentId, fingerprintOf, FINGERPRINT_MAX_BYTES, headMatches, readGzipHead, readHead, streamPlace } from './identity.ts';
 import { isBlank, parseAuditLine, sniffOversize } from './parse.ts';
 import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandler, type OversizeLine } from './reader.ts';
+import { HeldFiles } from './held.ts';
 import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
 import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
 
@@ -35,6 +36,24 @@ export interface AuditFileConfig {
   oversize_sample_bytes: number;
   on_parse_error: 'dead_letter' | 'pass_raw';
   read_buffer_size: number;
+  max_open_files: number;
+}
+
+/**
+ * What `prepare` (run before anything else starts) hands to the input: the
+ * scanner whose first scan already opened, and holds, every matching file.
+ */
+export interface PreparedFiles {
+  scanner: Scanner;
+  held: HeldFiles;
+}
+
+/** The first thing `ktrail run` does: open every file the paths match, and hold it. */
+export async function openAuditFiles(cfg: Pick<AuditFileConfig, 'paths' | 'exclude' | 'max_open_files'>): Promise<PreparedFiles & { scan: ScanResult }> {
+  const held = new HeldFiles(cfg.max_open_files);
+  const scanner = new Scanner(compilePaths(cfg.paths, cfg.exclude), { wantLineEnd: () => false, held });
+  const scan = await scanner.scan();
+  return { scanner, held, scan };
 }
 
 /** Chunks one reader turn may read before the stream's order is looked at again. */
@@ -43,6 +62,8 @@ const TURN_CHUNKS = 16;
 const SETTLE_MIN_MS = 2000;
 /** Consecutive failures (directory or file unreadable) before health() reports them. */
 const UNHEALTHY_AFTER = 3;
+/** A `.gz` still without a readable head holds newer files back at most this long after its last write. */
+const PENDING_GZ_WAIT_MS = 10_000;
 /** Hint-driven rescans are at least this far apart. */
 const HINT_RESCAN_GAP_MS = 50;
 
@@ -97,6 +118,9 @@ export class AuditFileInput implements Input {
   #store!: CheckpointStore;
   #tracker!: Tracker;
   #scanner!: Scanner;
+  #held!: HeldFiles;
+  /** The checkpoint rows at start: what the stream was when ktrail last ran. */
+  #loadedRows: CheckpointRow[] = [];
   #watcher: DirWatcher | undefined;
   #firstRun = false;
   #initialScanDone = false;
@@ -123,15 +147,23 @@ export class AuditFileInput implements Input {
     this.#ctx.state.migrate('audit_file', CHECKPOINT_MIGRATIONS);
     this.#store = new CheckpointStore(this.#ctx.state.db, this.#name);
     const rows = this.#store.load();
+    this.#loadedRows = rows;
     this.#tracker = new Tracker(rows);
     this.#firstRun = this.#store.firstStartMs() === undefined && rows.length === 0;
     const ignoreOlder = this.#cfg.ignore_older;
-    this.#scanner = new Scanner(compilePaths(this.#cfg.paths, this.#cfg.exclude), {
+    const prepared = this.#ctx.prepared as PreparedFiles | undefined;
+    this.#held = prepared?.held ?? new HeldFiles(this.#cfg.max_open_files);
+    this.#scanner = new Scanner(prepared?.scanner.patterns ?? compilePaths(this.#cfg.paths, this.#cfg.exclude), {
       wantLineEnd: (o) =>
         !o.compressed &&
         ((this.#firstRun && !this.#initialScanDone && this.#cfg.start_at === 'end') ||
           (ignoreOlder !== undefined && o.mtimeMs < Date.now() - ignoreOlder)),
-    });
+      held: this.#held,
+      shouldHold: (key) => {
+        const f = this.#byInode(key);
+        return f === undefined || (f.openBy === undefined && (f.mayHaveMore || !f.isBackup));
+      },
+    }, prepared?.scanner);
     this.#watcher = new DirWatcher(
       (kind) => this.#onHint(kind),
       (err) => this.#ctx.log.debug({ err: errorMessage(err) }, 'file watcher error (rescans continue)'),
@@ -152,6 +184,7 @@ export class AuditFileInput implements Input {
     await this.#scanLoop;
     await Promise.all([...this.#readers.values()].map((r) => r.done));
     await this.#watcher?.close();
+    await this.#held?.closeAll();
   }
 
   health(): HealthReport {
@@ -196,13 +229,16 @@ export class AuditFileInput implements Input {
     const initial = !this.#initialScanDone;
     const result = this.#tracker.reconcile(scan.files, {
       nowMs,
+      held: (f) => this.#held.has(f.inodeKey),
       consistent: scan.consistent,
       skipNew: this.#firstRun && initial && this.#cfg.start_at === 'end',
       ignoreOlderThanMs: this.#cfg.ignore_older !== undefined ? nowMs - this.#cfg.ignore_older : undefined,
     });
     this.#initialScanDone = true;
     this.#report(result);
-    await this.#persist(result, initial && this.#firstRun);
+    const unseen = initial ? await this.#unseenRotations() : [];
+    await this.#persist(result, initial && this.#firstRun, unseen);
+    await this.#trimHeld();
     this.#updateGauges();
     this.#ensureReaders();
     // A file missing from this look is found again (or proven gone) by the next one, soon.
@@ -271,25 +307,125 @@ export class AuditFileInput implements Input {
       metrics.auditGapBytes.inc({ input: this.#name, reason }, gapBytes);
       metrics.auditGapFiles.inc({ input: this.#name, reason });
       log.warn(
-        { file: file.path, lostBytes: gapBytes, offset: file.offset, size: file.size, reason },
-        `gap: ${file.path} was ${reason === 'truncated' ? 'truncated' : 'deleted'} before it was read to the end; ${gapBytes} bytes lost`,
+        { file: file.path, lostBytes: gapBytes, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
+        reason === 'truncated'
+          ? `gap: ${file.path} was truncated before it was read to the end; ${gapBytes} bytes lost`
+          : `gap: ${file.path} left the configured paths (deleted, or renamed out of them) before it was read to the end; ${gapBytes} bytes lost`,
       );
     }
   }
 
-  async #persist(r: ReconcileResult, markStart: boolean): Promise<void> {
-    if (r.dirty.length === 0 && r.removed.length === 0 && !markStart) return;
+  async #persist(r: ReconcileResult, markStart: boolean, unseen: GapRecord[] = []): Promise<void> {
+    if (r.dirty.length === 0 && r.removed.length === 0 && !markStart && unseen.length === 0) return;
     const nowMs = Date.now();
     const rows: CheckpointRow[] = r.dirty.map((f) => f.toRow(nowMs));
     const removed = r.removed.map((x) => x.file.id);
+    const gaps: GapRecord[] = [
+      ...r.removed.filter((x) => x.gapBytes > 0).map((x) => ({ reason: x.reason, file: x.file.path, files: 1, bytes: x.gapBytes })),
+      ...unseen,
+    ];
     await this.#ctx.emit({
       records: [],
       checkpoint: () => {
         if (markStart) this.#store.markStarted(nowMs);
         for (const row of rows) this.#store.upsertFile(row);
         for (const id of removed) this.#store.remove(id);
+        for (const g of gaps) this.#store.recordGap(g, nowMs);
       },
     });
+  }
+
+  /**
+   * Gaps no file on disk can show: comparing the stream as checkpointed with
+   * what the first scan found. When none of a stream's checkpointed files is
+   * on disk any more, everything between the last checkpoint of that stream
+   * and the first record of the oldest file present was rotated away while
+   * ktrail was not reading. Its time span is known (the checkpoint time, and
+   * the timestamp of that first record); the number of files is estimated
+   * from the rotation interval of the backups present (lumberjack names them
+   * by rotation time). The checkpointed files themselves are also reported,
+   * with their unread bytes, when they are proven gone.
+   */
+  async #unseenRotations(): Promise<GapRecord[]> {
+    const out: GapRecord[] = [];
+    const byStream = new Map<string, CheckpointRow[]>();
+    for (const r of this.#loadedRows) {
+      const key = streamPlace(r.path).streamKey;
+      byStream.set(key, [...(byStream.get(key) ?? []), r]);
+    }
+    for (const [key, loaded] of byStream) {
+      const ids = new Set(loaded.map((r) => r.fileId));
+      const files = this.#tracker.stream(key);
+      if (files.some((f) => ids.has(f.id) && f.attached && f.missingScans === 0)) continue; // the chain continues
+      const present = files.filter((f) => !ids.has(f.id) && f.attached && f.missingScans === 0);
+      const oldest = present[0];
+      if (!oldest) continue;
+      const fromMs = Math.max(...loaded.map((r) => r.updatedMs));
+      const toMs = await this.#firstRecordMs(oldest);
+      if (toMs === undefined || toMs <= fromMs) continue;
+      const times = present.filter((f) => f.isBackup).map((f) => f.orderKey);
+      const intervals = times.slice(1).map((t, i) => t - times[i]!).filter((d) => d > 0).sort((a, b) => a - b);
+      const interval = intervals.length > 0 ? intervals[Math.floor(intervals.length / 2)]! : undefined;
+      const estimate = interval !== undefined ? Math.max(1, Math.round((toMs - fromMs) / interval)) : 1;
+      const { metrics, log } = this.#ctx;
+      metrics.auditGapFiles.inc({ input: this.#name, reason: 'rotated_unseen' }, estimate);
+      metrics.auditGapSeconds.inc({ input: this.#name }, (toMs - fromMs) / 1000);
+      log.warn(
+        { stream: key, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), estimatedFiles: estimate, oldestPresent: oldest.path },
+        `gap: audit log of ${key} from ${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()} was rotated away while ktrail was not reading it (about ${estimate} file(s)); reading resumes at ${oldest.path}`,
+      );
+      out.push({ reason: 'rotated_unseen', file: key, fromMs, toMs, files: estimate });
+    }
+    return out;
+  }
+
+  /** The time of the first record in `f` (requestReceivedTimestamp, else stageTimestamp), if it can be read. */
+  async #firstRecordMs(f: TrackedFile): Promise<number | undefined> {
+    const fh = await fsp.open(f.path, 'r').catch(() => undefined);
+    if (!fh) return undefined;
+    try {
+      const head = f.compressed ? await readGzipHead(fh, 64 * 1024) : await readHead(fh, 64 * 1024);
+      const nl = head.indexOf(0x0a);
+      const doc = JSON.parse(head.toString('utf8', 0, nl === -1 ? head.length : nl)) as { requestReceivedTimestamp?: string; stageTimestamp?: string };
+      const t = Date.parse(doc.requestReceivedTimestamp ?? doc.stageTimestamp ?? '');
+      return Number.isFinite(t) ? t : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  #byInode(key: string): TrackedFile | undefined {
+    for (const f of this.#tracker.files.values()) if (f.inodeKey === key) return f;
+    return undefined;
+  }
+
+  /**
+   * Keep a descriptor only while its file may still have something to read
+   * and no reader has it open: backups read to their end, shadows (a `.gz`
+   * being written beside its plain backup) and untracked files are let go.
+   * A file with data left that could not be held is said once.
+   */
+  async #trimHeld(): Promise<void> {
+    const byKey = new Map<string, TrackedFile>();
+    for (const f of this.#tracker.files.values()) if (f.attached) byKey.set(f.inodeKey, f);
+    for (const key of this.#held.keys()) {
+      const f = byKey.get(key);
+      if (f === undefined || f.openBy !== undefined || !(f.mayHaveMore || !f.isBackup)) await this.#held.release(key);
+    }
+    for (const key of this.#held.refused) {
+      this.#held.refused.delete(key);
+      const f = byKey.get(key);
+      if (f === undefined || f.notHeld || f.openBy !== undefined || !f.mayHaveMore) continue;
+      f.notHeld = true;
+      this.#ctx.metrics.auditFilesNotHeld.inc({ input: this.#name });
+      this.#ctx.log.warn(
+        { file: f.path, maxOpenFiles: this.#held.max, open: this.#held.open },
+        'max_open_files reached: this file is tracked by name only; if it is deleted before it is read, its unread part is a gap',
+      );
+    }
+    this.#ctx.metrics.auditOpenFiles.set({ input: this.#name }, this.#held.open);
   }
 
   #updateGauges(): void {
@@ -351,13 +487,14 @@ export class AuditFileInput implements Input {
       const src = open.source;
       open = undefined;
       await src.close();
+      this.#held.returned();
     };
     let backoffMs = 100;
     try {
       while (!this.#stopped) {
         const files = this.#tracker.stream(key).filter((f) => f.attached || f.openBy === owner);
         if (files.length === 0 && !open) return;
-        const next = this.#pick(files, owner);
+        const next = this.#pick(files, owner, key);
         if (!next) {
           await release();
           await waker.wait(this.#cfg.rescan_interval);
@@ -372,6 +509,7 @@ export class AuditFileInput implements Input {
           }
           next.openBy = owner;
           open = { file: next, source, reads: 0 };
+          this.#ctx.log.debug({ file: next.path, offset: next.offset, size: next.size }, 'reading');
           splitter.reset(next.offset);
         }
         let outcome: 'more' | 'idle';
@@ -395,21 +533,38 @@ export class AuditFileInput implements Input {
   }
 
   /** The oldest file with something to read; else the newest plain file, to tail. */
-  #pick(files: TrackedFile[], owner: object): TrackedFile | undefined {
+  #pick(files: TrackedFile[], owner: object, key: string): TrackedFile | undefined {
     const now = Date.now();
+    // Older content still being compressed: nothing named after it starts before it is known.
+    let before = Number.POSITIVE_INFINITY;
+    for (const p of this.#tracker.pending.get(key) ?? []) if (now - p.mtimeMs < PENDING_GZ_WAIT_MS) before = Math.min(before, p.orderKey);
+    if (before !== Number.POSITIVE_INFINITY) {
+      this.#scanSoon();
+      const current = files.find((f) => f.openBy === owner && f.attached && f.exhaustedAt < 0 && f.orderKey <= before);
+      if (current) return current;
+      return this.#firstToRead(files.filter((f) => f.orderKey <= before), owner, now);
+    }
     // A file the last rescan did not see may be a rotated active file whose
     // new name it missed: finish the open file, but start nothing newer
     // until the next rescan finds it (or proves it gone).
-    if (files.some((f) => f.missingScans > 0 && f.attached && f.openBy === undefined && f.mayHaveMore)) {
+    // A held file gone from two listings is deleted or renamed out of the paths: its place is
+    // final, and it is read (through its descriptor) in the order it was first seen.
+    if (files.some((f) => f.missingScans > 0 && !(f.unlisted && f.missingScans >= 2) && f.attached && f.openBy === undefined && f.mayHaveMore)) {
       this.#scanSoon();
       const current = files.find((f) => f.openBy === owner && f.attached && !f.compressed && f.exhaustedAt < 0);
       return current;
     }
-    let tail: TrackedFile | undefined;
+    const first = this.#firstToRead(files, owner, now);
+    if (first) return first;
+    // Only the newest file is tailed; an older one is read again when a rescan shows it grew.
+    const newest = files[files.length - 1];
+    return newest !== undefined && this.#readable(newest, owner, now) && !newest.compressed ? newest : undefined;
+  }
+
+  /** The oldest file with something left to read. */
+  #firstToRead(files: TrackedFile[], owner: object, now: number): TrackedFile | undefined {
     for (const f of files) {
-      if (f.openBy !== undefined && f.openBy !== owner) continue;
-      if (!f.attached) continue;
-      if (f.retryAtMs > now) continue;
+      if (!this.#readable(f, owner, now)) continue;
       if (f.compressed) {
         if (f.size < 0 || f.offset < f.size) return f;
         continue;
@@ -417,14 +572,27 @@ export class AuditFileInput implements Input {
       // The open file is finished first: its size as last seen may be stale.
       if (f.openBy === owner && f.exhaustedAt < 0) return f;
       if (f.size > Math.max(f.offset, f.exhaustedAt)) return f;
-      tail = f;
     }
-    // Only the newest file is tailed; an older one is read again when a rescan shows it grew.
-    const newest = files[files.length - 1];
-    return tail !== undefined && tail === newest ? tail : undefined;
+    return undefined;
   }
 
+  #readable(f: TrackedFile, owner: object, now: number): boolean {
+    return (f.openBy === undefined || f.openBy === owner) && f.attached && f.retryAtMs <= now;
+  }
+
+  /**
+   * A source for `f`, opened by name while its name is known (a name that now
+   * holds another file sends the reader back to the rescan, which places the
+   * file in the stream's order first). A file gone from two listings is read
+   * through the descriptor held since it was first seen.
+   */
   async #open(f: TrackedFile): Promise<FileSource | undefined> {
+    const heldFh = f.unlisted && f.missingScans >= 2 ? this.#held.take(f.inodeKey) : undefined;
+    if (heldFh) {
+      const source = await this.#sourceFor(f, heldFh);
+      if (!source) this.#held.returned();
+      return source;
+    }
     let fh: fsp.FileHandle;
     try {
       fh = await fsp.open(f.path, 'r');
@@ -438,6 +606,13 @@ export class AuditFileInput implements Input {
       this.#readFailed(f, err);
       return undefined;
     }
+    this.#held.borrowedOpen();
+    const source = await this.#sourceFor(f, fh);
+    if (!source) this.#held.returned();
+    return source;
+  }
+
+  async #sourceFor(f: TrackedFile, fh: fsp.FileHandle): Promise<FileSource | undefined> {
     try {
       const st = await fh.stat({ bigint: true });
       if (st.dev.toString() !== f.dev || st.ino.toString() !== f.ino) {
@@ -471,8 +646,9 @@ export class AuditFileInput implements Input {
    */
   async #turn(open: OpenFile, splitter: LineSplitter, files: TrackedFile[]): Promise<'more' | 'idle'> {
     const { source } = open;
-    if (source instanceof PlainSource && (await this.#contentChanged(open.file, source, splitter))) {
-      this.#replaced(open);
+    const change = source instanceof PlainSource ? await this.#contentChanged(open.file, source, splitter) : undefined;
+    if (change) {
+      this.#replaced(open, change);
       return 'more';
     }
     for (let i = 0; i < TURN_CHUNKS && !this.#stopped; i++) {
@@ -489,31 +665,33 @@ export class AuditFileInput implements Input {
     return 'more';
   }
 
-  /** The open plain file no longer holds the content its row describes (truncated, replaced). */
-  async #contentChanged(f: TrackedFile, source: PlainSource, splitter: LineSplitter): Promise<boolean> {
+  /**
+   * Whether the open plain file still holds the content its row describes:
+   * 'replaced' when its first bytes differ (a new file on the same inode),
+   * 'truncated' when it is shorter than what was read.
+   */
+  async #contentChanged(f: TrackedFile, source: PlainSource, splitter: LineSplitter): Promise<'replaced' | 'truncated' | undefined> {
     if (f.fp === undefined) {
       const fp = fingerprintOf(await readHead(source.fh, FINGERPRINT_MAX_BYTES));
       if (fp !== undefined) f.fp = fp;
-      const st = await source.fh.stat();
-      return st.size < splitter.readPosition;
+    } else if (!headMatches(await readHead(source.fh, f.fp.length), f.fp)) {
+      return 'replaced';
     }
-    const head = await readHead(source.fh, f.fp.length);
-    if (!headMatches(head, f.fp)) return true;
     const st = await source.fh.stat();
-    return st.size < splitter.readPosition;
+    return st.size < splitter.readPosition ? 'truncated' : undefined;
   }
 
   /**
-   * The open file's inode no longer holds the row's content. Read from this
-   * descriptor before, it was truncated (or rewritten) in place; found so at
-   * the first look, the inode was reused by another file since the last
-   * rescan. Either way the row is detached and the rescan, which sees the
+   * The open file's inode no longer holds the row's content: shorter than
+   * what was read from it, it was truncated in place; with other first bytes
+   * it is a new file on a reused inode (the old one was deleted), not a
+   * truncation. Either way the row is detached and the rescan, which sees the
    * whole directory at once, decides what the inode is now, so that newer
    * content is never read before older backups it has not listed yet.
    */
-  #replaced(open: OpenFile): void {
+  #replaced(open: OpenFile, change: 'replaced' | 'truncated'): void {
     const f = open.file;
-    const truncated = open.reads > 0 || f.offset > 0;
+    const truncated = change === 'truncated' && (open.reads > 0 || f.offset > 0);
     if (truncated) {
       this.#ctx.metrics.auditTruncations.inc({ input: this.#name });
       this.#ctx.log.warn({ file: f.path, offset: f.offset, size: f.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { duration, size } from '../../config/units.ts';
 import type { InputPlugin } from '../../plugin.ts';
 import { describeCheckpoints } from './checkpoints.ts';
-import { AuditFileInput } from './input.ts';
+import { AuditFileInput, openAuditFiles } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
 
 /**
@@ -61,6 +61,14 @@ const schema = z.strictObject({
     .refine((v) => v >= 4096 && v <= 64 * MiB, 'must be between 4KiB and 64MiB')
     .default(MiB)
     .describe('Size of one read, and so of one emit (one spool transaction) at most.'),
+  max_open_files: z
+    .int()
+    .min(4)
+    .max(65536)
+    .default(256)
+    .describe(
+      'Descriptors the input holds at most. Every matching file is held open from the first scan that sees it until it is read to its end, so a deleted backup is still read; a file seen beyond the limit is tracked by name only (counted in `ktrail_audit_file_not_held_total`) and is a gap if deleted before it is read.',
+    ),
 });
 
 export const auditFileInput: InputPlugin<typeof schema> = {
@@ -69,5 +77,14 @@ export const auditFileInput: InputPlugin<typeof schema> = {
   description: 'Tails the kube-apiserver audit log and its rotated (and gzipped) backups.',
   schema,
   create: (cfg, ctx) => new AuditFileInput(cfg, ctx),
+  // The first thing `ktrail run` does: open (and hold) every file the paths match.
+  prepare: async (cfg, log) => {
+    const prepared = await openAuditFiles(cfg);
+    log.info(
+      { files: prepared.held.open, matched: prepared.scan.files.length, missingDirs: prepared.scan.missingDirs, sinceStartMs: Math.round(performance.now()) },
+      'audit files open',
+    );
+    return prepared;
+  },
   describeState: (db) => describeCheckpoints(db),
 };

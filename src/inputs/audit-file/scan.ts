@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { fingerprintOf, isCompressedName, readGzipHead, readGzipSize, readHead, streamPlace, FINGERPRINT_MAX_BYTES } from './identity.ts';
+import type { HeldFiles } from './held.ts';
 import type { Observation } from './tracker.ts';
 
 /**
@@ -84,8 +85,11 @@ export function compilePaths(paths: readonly string[], exclude: readonly string[
   for (const p of paths) {
     const abs = path.resolve(cwd, p);
     const dir = path.dirname(abs);
+    const base = path.basename(abs);
     const list = dirs.get(dir) ?? [];
-    list.push(globToRegExp(path.basename(abs), false));
+    list.push(globToRegExp(base, false));
+    // An exact name follows its rotation: its lumberjack backups are the same stream.
+    if (!GLOB_CHARS.test(base)) list.push(backupsOf(base));
     dirs.set(dir, list);
   }
   // A pattern with a "/" is matched against the absolute path, others against the file name.
@@ -94,6 +98,36 @@ export function compilePaths(paths: readonly string[], exclude: readonly string[
     dirs,
     excluded: (file) => ex.some((e) => e.re.test(e.full ? file : path.basename(file))),
   };
+}
+
+/**
+ * The names lumberjack gives `base`'s backups: `audit.log` → `audit-<UTC
+ * time>.log` and `audit-<UTC time>.log.gz` (the time as 2006-01-02T15-04-05.000).
+ */
+export function backupsOf(base: string): RegExp {
+  const ext = path.extname(base);
+  const prefix = base.slice(0, base.length - ext.length);
+  const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${esc(prefix)}-\\d{4}-\\d{2}-\\d{2}T\\d{2}-\\d{2}-\\d{2}\\.\\d{3}${esc(ext)}(?:\\.gz)?$`);
+}
+
+/** The files `paths` cover now (an exact path with its backups), oldest first: what `ktrail check` prints. */
+export function coveredFiles(paths: readonly string[], exclude: readonly string[], cwd = process.cwd()): string[] {
+  const patterns = compilePaths(paths, exclude, cwd);
+  const out: string[] = [];
+  for (const [dir, res] of patterns.dirs) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names.filter((x) => res.some((re) => re.test(x))).sort(byStreamOrder)) {
+      const file = path.join(dir, n);
+      if (!patterns.excluded(file)) out.push(file);
+    }
+  }
+  return out;
 }
 
 export interface ScanResult {
@@ -118,6 +152,13 @@ interface CacheEntry {
 export interface ScannerOptions {
   /** Whether a new-looking file should get `lineEnd` (it may be skipped to its end). */
   wantLineEnd(o: { path: string; mtimeMs: number; compressed: boolean }): boolean;
+  /**
+   * Where descriptors are held from first sight; without it every file is
+   * closed after its look.
+   */
+  held?: HeldFiles;
+  /** Whether the file with this `dev:inode` should be held (default: yes). */
+  shouldHold?(key: string): boolean;
 }
 
 export class Scanner {
@@ -126,9 +167,11 @@ export class Scanner {
   /** Head reads are cached per inode while size and mtime stay the same. */
   #cache = new Map<string, CacheEntry>();
 
-  constructor(patterns: PathPatterns, opts: ScannerOptions) {
+  /** `from`: a scanner whose head reads this one reuses (the one `prepare` ran). */
+  constructor(patterns: PathPatterns, opts: ScannerOptions, from?: Scanner) {
     this.patterns = patterns;
     this.#opts = opts;
+    if (from) this.#cache = new Map(from.#cache);
   }
 
   /**
@@ -149,6 +192,8 @@ export class Scanner {
         let listed: string[];
         try {
           listed = (await fsp.readdir(dir)).filter((n) => res.some((re) => re.test(n)) && !this.patterns.excluded(path.join(dir, n)));
+          // Oldest first: they are deleted first, so they are held first when max_open_files binds.
+          listed.sort(byStreamOrder);
         } catch (err) {
           const e = err as NodeJS.ErrnoException;
           if (e.code === 'ENOENT' || e.code === 'ENOTDIR') result.missingDirs.push(dir);
@@ -157,8 +202,15 @@ export class Scanner {
           break;
         }
         const now = new Set(listed);
-        for (const name of looked.keys()) if (!now.has(name)) looked.delete(name);
         let changed = false;
+        // A name gone since the last round is a change too: readdir can miss
+        // an entry renamed while it runs, so the snapshot is two listings
+        // that agree, not one.
+        for (const name of looked.keys()) {
+          if (now.has(name)) continue;
+          looked.delete(name);
+          changed = true;
+        }
         for (const name of listed) {
           const file = path.join(dir, name);
           const prev = looked.get(name);
@@ -190,11 +242,14 @@ export class Scanner {
     } catch (err) {
       return this.#unopenable(file, err as NodeJS.ErrnoException, result);
     }
+    let kept = false;
     try {
       const st = await fh.stat({ bigint: true });
       if (!st.isFile()) return undefined;
       const base = identityOf(file, st);
       const key = `${base.dev}:${base.ino}`;
+      const held = this.#opts.held;
+      if (held && !held.has(key) && (this.#opts.shouldHold?.(key) ?? true)) kept = held.hold(key, fh, file);
       const stamp = `${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
       const wantLineEnd = !base.compressed && this.#opts.wantLineEnd(base);
       const cached = this.#cache.get(key);
@@ -218,7 +273,7 @@ export class Scanner {
       }
       return { ...base, ...extra };
     } finally {
-      await fh.close().catch(() => undefined);
+      if (!kept) await fh.close().catch(() => undefined);
     }
   }
 
@@ -261,6 +316,13 @@ async function sameFile(file: string, o: Observation): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+function byStreamOrder(a: string, b: string): number {
+  const pa = streamPlace(a);
+  const pb = streamPlace(b);
+  if (pa.orderKey !== pb.orderKey) return pa.orderKey < pb.orderKey ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Offset just past the last newline in the first `size` bytes (0 if none). */

@@ -74,6 +74,10 @@ export class TrackedFile {
   exhaustedAt = -1;
   /** After a read error the file is not tried again before this time. */
   retryAtMs = 0;
+  /** Its name is gone from the listing; it is read to its end through the held descriptor. */
+  unlisted = false;
+  /** max_open_files was reached when it was first seen: it is tracked by name only. */
+  notHeld = false;
 
   constructor(row: CheckpointRow) {
     this.id = row.fileId;
@@ -137,6 +141,11 @@ export class TrackedFile {
 
 export interface ReconcileOptions {
   nowMs: number;
+  /**
+   * Rows whose descriptor is still held: readable to their end though their
+   * name is gone (deleted or renamed away), so not removed yet.
+   */
+  held?: (f: TrackedFile) => boolean;
   /** The listing was a consistent snapshot; only such a scan can prove a file gone. Default true. */
   consistent?: boolean;
   /** Files not seen before start at their end (start_at: end on the first start). */
@@ -176,6 +185,14 @@ const sameFp = (a: Fingerprint | undefined, b: Fingerprint | undefined) =>
 
 export class Tracker {
   readonly files = new Map<string, TrackedFile>();
+  /**
+   * Per stream, the places (`orderKey`) of `.gz` backups the last reconcile
+   * saw still being written (no readable head yet), with their mtime. Such a
+   * file is older content than every backup named after it: newer files wait
+   * until it can be matched, so that order holds even when a whole file was
+   * written, rotated and compressed between two scans.
+   */
+  pending = new Map<string, Array<{ orderKey: number; mtimeMs: number }>>();
   /** Rows changed outside reconcile (detached by a reader), persisted with the next one. */
   #dirty = new Set<TrackedFile>();
 
@@ -240,6 +257,7 @@ export class Tracker {
     const result: ReconcileResult = { dirty: [], removed: [], rotations: [], replaced: [], skipped: [], shadows: [] };
     const dirty = new Set<TrackedFile>(this.#dirty);
     this.#dirty.clear();
+    this.pending = new Map();
     const present = new Set<TrackedFile>();
     const byInode = new Map<string, TrackedFile>();
     for (const f of this.files.values()) if (f.attached) byInode.set(f.inodeKey, f);
@@ -262,8 +280,10 @@ export class Tracker {
       const consistent = sameKind && (f.fp === undefined || sameFp(f.fp, o.fp));
       const dataSize = o.compressed ? (o.gzipSize ?? f.size) : o.size;
       if (!consistent || (!o.compressed && dataSize < f.offset)) {
-        // Same path and kind: truncated (or rewritten) in place; else the inode was reused.
-        const reason: GapReason = sameKind && o.path === f.path ? 'truncated' : 'deleted';
+        // Same content, shorter than read: truncated in place. Other first
+        // bytes: a new file on a reused inode (the old one was deleted), even
+        // under the same name.
+        const reason: GapReason = consistent ? 'truncated' : 'deleted';
         this.detach(f, reason);
         dirty.add(f);
         result.replaced.push({ old: f, path: o.path });
@@ -271,6 +291,7 @@ export class Tracker {
         continue;
       }
       present.add(f);
+      f.unlisted = false;
       this.#follow(f, o, result, dirty);
       if (f.fp === undefined && o.fp !== undefined) {
         f.fp = o.fp;
@@ -290,7 +311,13 @@ export class Tracker {
       const key = `${o.dev}:${o.ino}`;
       if (o.fp === undefined) {
         // A `.gz` without a readable head is still being written.
-        if (o.compressed) continue;
+        if (o.compressed) {
+          const place = streamPlace(o.path);
+          const list = this.pending.get(place.streamKey) ?? [];
+          list.push({ orderKey: place.orderKey, mtimeMs: o.mtimeMs });
+          this.pending.set(place.streamKey, list);
+          continue;
+        }
         const f = this.create(o, 0, opts.nowMs);
         present.add(f);
         dirty.add(f);
@@ -345,6 +372,11 @@ export class Tracker {
       }
       // Two looks that find nothing prove it gone, if the second saw the directory hold still.
       f.missingScans = opts.consistent === false ? Math.max(f.missingScans, 1) : f.missingScans + 1;
+      if (f.attached && opts.held?.(f) === true) {
+        // Readable to its end through the descriptor: kept until it is let go.
+        f.unlisted = true;
+        continue;
+      }
       if (f.missingScans < 2) continue;
       this.files.delete(f.id);
       dirty.delete(f);

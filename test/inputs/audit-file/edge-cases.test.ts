@@ -66,7 +66,9 @@ describe('audit_file: edge cases', () => {
     await sleep(500);
     expect(env.sink().map((r) => r.id).sort()).toEqual(ids(0, 100).sort());
     expect(got.slice(0, 50).map((r) => r.id)).toEqual(ids(0, 50));
-    expect(await env.metric('auditTruncations', { input: 'audit' })).toBe(1);
+    // The truncated file got other first bytes before it was looked at again:
+    // a new file on the same inode (the copy holds the old content), not a truncation.
+    expect(await env.metric('auditTruncations', { input: 'audit' })).toBe(0);
     await writer.close();
   });
 

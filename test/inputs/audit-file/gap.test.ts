@@ -98,7 +98,7 @@ describe('audit_file: files deleted before they were read', () => {
         ['warn', b2!, byName[b2!]!.size],
       ].sort(),
     );
-    expect(warnings[0]!.msg).toMatch(/deleted before it was read to the end/);
+    expect(warnings[0]!.msg).toMatch(/left the configured paths \(deleted, or renamed out of them\) before it was read to the end/);
 
     await second.stop();
     running.pop();

@@ -114,6 +114,25 @@ describe('Tracker.reconcile', () => {
     const fresh = [...t.files.values()].find((f) => f.attached)!;
     expect(fresh.offset).toBe(0);
     expect(fresh.fp).toEqual(fpB);
+    // Same path, same inode, other first bytes: a new file, not a truncation.
+    expect(r.replaced[0]!.old.detachReason).toBe('deleted');
+  });
+
+  it('keeps a row whose name is gone while its descriptor is held, and removes it once let go', () => {
+    const t = new Tracker();
+    t.reconcile([obs(backup('10-00-01.000'), '10', 1000), obs(active, '11', 10, fpB)], opts);
+    const b = [...t.files.values()].find((f) => f.ino === '10')!;
+    b.offset = 200;
+    let held = true;
+    const o = { ...opts, held: () => held };
+    for (let i = 0; i < 3; i++) expect(t.reconcile([obs(active, '11', 10, fpB)], o).removed).toEqual([]);
+    expect(b.unlisted).toBe(true);
+    // Missing from every look meanwhile: once let go, it is gone at once, with nothing unread.
+    expect(b.missingScans).toBe(3);
+    b.offset = 1000;
+    held = false;
+    const r = t.reconcile([obs(active, '11', 10, fpB)], o);
+    expect(r.removed.map((x) => [x.file.ino, x.gapBytes])).toEqual([['10', 0]]);
   });
 
   it('lets a copytruncate copy take over the old content at the old offset', () => {
