@@ -3,15 +3,18 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { serviceSchema } from '../../src/config/schema.ts';
+import { loadConfigText } from '../../src/config/load.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { unknownFields } from './k8s-fields.ts';
 import {
+  build,
   find,
+  kustomizationFiles,
   loadFile,
+  loadKustomization,
   loadObjects,
   MANIFESTS,
   REPO,
-  yamlFiles,
   type Container,
   type K8sObject,
   type LoadedObject,
@@ -71,23 +74,33 @@ describe('manifests: files and kustomizations', () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 
-  // Each kustomization must list exactly the YAML files of its directory:
-  // a file left out is silently not installed.
-  const kustomizations = yamlFiles(MANIFESTS).filter((f) => path.basename(f) === 'kustomization.yaml');
-  it('has the default kustomization and the optional monitoring one', () => {
-    expect(kustomizations).toEqual(['manifests/kustomization.yaml', 'manifests/monitoring/kustomization.yaml']);
+  // Each kustomization must list exactly the YAML files of its directory (as
+  // resources or patches): a file left out is silently not installed.
+  const kustomizations = kustomizationFiles();
+  it('has the default kustomization, the optional monitoring one and the components', () => {
+    expect(kustomizations).toEqual([
+      'manifests/examples/events-collector-single-replica/kustomization.yaml',
+      'manifests/kustomization.yaml',
+      'manifests/monitoring/kustomization.yaml',
+    ]);
   });
   for (const k of kustomizations) {
     it(`${k} lists every manifest file of its directory, and only existing ones`, () => {
       const dir = path.dirname(path.join(REPO, k));
-      const doc = parseYaml(fs.readFileSync(path.join(REPO, k), 'utf8')) as { apiVersion: string; kind: string; resources: string[]; components?: string[] };
-      expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
-      expect(doc.kind).toBe('Kustomization');
+      const doc = loadKustomization(path.dirname(k));
+      // A Component is applied on top of the base; only manifests/components/ and examples/ hold them.
+      if (/^manifests\/(components|examples)\//.test(k)) {
+        expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1alpha1');
+        expect(doc.kind).toBe('Component');
+      } else {
+        expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+        expect(doc.kind).toBe('Kustomization');
+      }
       const here = fs
         .readdirSync(dir)
         .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
         .sort();
-      expect([...doc.resources].sort()).toEqual(here);
+      expect([...(doc.resources ?? []), ...(doc.patches ?? []).map((p) => p.path!)].sort()).toEqual(here);
       expect(doc.components ?? []).toEqual([]);
     });
   }
@@ -389,16 +402,87 @@ describe('manifests: events collector Deployment', () => {
   const pod = deployment.spec.template.spec;
   const c = mainContainer(deployment);
 
-  it('runs one replica with Recreate, so two pods never share the volume or compete for the Lease', () => {
-    expect(deployment.spec.replicas).toBe(1);
-    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
+  it('runs two replicas, and a rollout starts a new pod before it stops an old one', () => {
+    expect(deployment.spec.replicas).toBe(2);
+    // maxUnavailable 0: the leader is stopped only once a new standby is ready to take its Lease.
+    expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
   });
 
-  it('keeps its state on the PersistentVolumeClaim of the manifests', () => {
-    const v = pod.volumes!.find((v) => v.persistentVolumeClaim)!;
-    const pvc = find<K8sObject & { spec: { accessModes: string[] } }>(objects, 'PersistentVolumeClaim', v.persistentVolumeClaim!.claimName);
+  it('prefers to put the two replicas on different nodes (one lost node never takes both)', () => {
+    const terms = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(terms).toHaveLength(1);
+    expect(terms[0]!.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(terms[0]!.podAffinityTerm.labelSelector?.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    // Preferred, not required: a one-node cluster (or a node down during a rollout) still runs both.
+    expect(pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+  });
+
+  it('has a PodDisruptionBudget that lets a drain take one collector at a time, never both', () => {
+    const pdb = find<K8sObject & { spec: { maxUnavailable?: number; minAvailable?: number; selector: { matchLabels: Record<string, string> } } }>(
+      objects,
+      'PodDisruptionBudget',
+      'ktrail-events-collector',
+    );
+    expect(pdb.metadata.namespace).toBe(deployment.metadata.namespace);
+    expect(pdb.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(pdb.spec.minAvailable).toBeUndefined();
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(pdb.spec.maxUnavailable!).toBeLessThan(deployment.spec.replicas!);
+  });
+
+  it('keeps its state on a size-limited emptyDir (the Lease holds the delivered cursor), with no PVC in the default install', () => {
+    const mount = c.volumeMounts!.find((m) => m.mountPath === '/var/lib/ktrail')!;
+    const v = pod.volumes!.find((v) => v.name === mount.name)!;
+    expect(v.persistentVolumeClaim).toBeUndefined();
+    expect(v.emptyDir?.medium).toBeUndefined(); // on disk, not counted against the memory limit
+    const limit = /^(\d+)Gi$/.exec(v.emptyDir!.sizeLimit!);
+    const spool = /^(\d+)MiB$/.exec((embeddedConfig('ktrail-events-collector').doc.spool as { max_bytes: string }).max_bytes);
+    // Room for the spool, SQLite's WAL and free pages: at least 3 x spool.max_bytes.
+    expect(Number(limit![1]) * 1024).toBeGreaterThanOrEqual(3 * Number(spool![1]));
+    const base = build('manifests');
+    expect(base.filter(({ obj }) => obj.kind === 'PersistentVolumeClaim')).toEqual([]);
+  });
+
+  it('has room in terminationGracePeriodSeconds for the handover: handover_wait fits in shutdown_timeout', () => {
+    const cfg = loadConfigText(embeddedConfig('ktrail-events-collector').text, 'events-collector', {
+      env: { NODE_NAME: 'n', POD_NAME: 'p', POD_NAMESPACE: deployment.metadata.namespace! },
+    });
+    const service = cfg.service;
+    const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; handover_wait: number };
+    expect(le.enabled).toBe(true);
+    expect(le.handover_wait).toBeLessThan(service.shutdown_timeout);
+    expect(pod.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(service.shutdown_timeout + le.handover_wait);
+  });
+
+  it('examples/events-collector-single-replica turns it into one replica, Recreate, state on a ReadWriteOnce PVC', () => {
+    const built = build('manifests', ['manifests/examples/events-collector-single-replica']);
+    const d = find<Workload>(built, 'Deployment', 'ktrail-events-collector');
+    expect(d.spec.replicas).toBe(1);
+    // Recreate: the old pod has released the volume before the new one mounts it.
+    expect(d.spec.strategy).toEqual({ type: 'Recreate' });
+    const p = d.spec.template.spec;
+    const state = p.volumes!.find((v) => v.name === p.containers[0]!.volumeMounts!.find((m) => m.mountPath === '/var/lib/ktrail')!.name)!;
+    expect(Object.keys(state).sort()).toEqual(['name', 'persistentVolumeClaim']);
+    const pvc = find<K8sObject & { spec: { accessModes: string[]; resources: { requests: { storage: string } } } }>(
+      built,
+      'PersistentVolumeClaim',
+      state.persistentVolumeClaim!.claimName,
+    );
+    expect(pvc.metadata.namespace).toBe(d.metadata.namespace);
     expect(pvc.spec.accessModes).toEqual(['ReadWriteOnce']);
-    expect(c.volumeMounts!.find((m) => m.name === v.name)!.mountPath).toBe('/var/lib/ktrail');
+    // Everything else of the pod is the base's: only replicas, strategy, the state volume and the anti-affinity differ.
+    const strip = (w: Workload) => {
+      const x = structuredClone(w) as unknown as { spec: Record<string, unknown> & { template: { spec: Record<string, unknown> & { volumes: Array<{ name: string }> } } } };
+      delete x.spec.replicas;
+      delete x.spec.strategy;
+      delete x.spec.template.spec.affinity;
+      x.spec.template.spec.volumes = x.spec.template.spec.volumes.filter((v) => v.name !== 'state');
+      return x;
+    };
+    expect(strip(d)).toEqual(strip(deployment));
+    for (const { obj } of built.filter(({ obj }) => ['Deployment', 'PersistentVolumeClaim'].includes(obj.kind))) {
+      expect(unknownFields(obj, obj.apiVersion, obj.kind)).toEqual([]);
+    }
   });
 
   it('runs as a non-root user with an fsGroup for its volume and Secret files', () => {
