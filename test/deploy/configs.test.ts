@@ -19,10 +19,13 @@ import { find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, ty
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
-const exampleSecret = find<K8sObject & { stringData: Record<string, string> }>(objects, 'Secret', 'ktrail-output-credentials');
+/** The example Secret of the workload's namespace (there is one per namespace). */
+const exampleSecret = (w: Workload) => find<K8sObject & { stringData: Record<string, string> }>(objects, 'Secret', 'ktrail-output-credentials', w.metadata.namespace);
 
 /** What the downward API gives the pods (and nothing else: no other variable may be needed). */
-const POD_ENV = { NODE_NAME: 'cp-1', POD_NAME: 'ktrail-events-collector-7d9f-abcde', POD_NAMESPACE: 'ktrail' };
+const POD_ENV = { NODE_NAME: 'cp-1', POD_NAME: 'ktrail-audit-agent-x7k2p', POD_NAMESPACE: daemonSet.metadata.namespace! };
+const EVENTS_ENV = { NODE_NAME: 'node-3', POD_NAME: 'ktrail-events-collector-7d9f-abcde', POD_NAMESPACE: deployment.metadata.namespace! };
+const envOf = (w: Workload) => (w === daemonSet ? POD_ENV : EVENTS_ENV);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-deploy-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -58,8 +61,8 @@ function expectFilesMounted(cfg: AgentConfig, w: Workload): void {
     expect(mount, `${at}: ${file} is not inside any mount of ${w.metadata.name}`).toBeDefined();
     expect(mount!.readOnly).toBe(true);
     const vol = pod.volumes!.find((v) => v.name === mount!.name)!;
-    expect(vol.secret?.secretName, `${at}: ${file} must come from a Secret`).toBe(exampleSecret.metadata.name);
-    expect(Object.keys(exampleSecret.stringData), `${at}: the Secret has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
+    expect(vol.secret?.secretName, `${at}: ${file} must come from a Secret`).toBe(exampleSecret(w).metadata.name);
+    expect(Object.keys(exampleSecret(w).stringData), `${at}: the Secret has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
   }
 }
 
@@ -70,12 +73,12 @@ function expectServiceMatchesWorkload(cfg: AgentConfig, w: Workload): void {
   expect(w.spec.template.spec.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(cfg.service.shutdown_timeout);
 }
 
-async function ktrailCheck(text: string, name: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function ktrailCheck(text: string, name: string, env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   const file = path.join(tmp, name);
   fs.writeFileSync(file, text);
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [path.join(REPO, 'bin/ktrail.js'), 'check', '-c', file], {
-      env: { PATH: process.env.PATH ?? '', ...POD_ENV },
+      env: { PATH: process.env.PATH ?? '', ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -119,7 +122,7 @@ describe('deploy configs: the audit agent ConfigMap', () => {
   });
 
   it('is accepted by `ktrail check` as the container runs it', async () => {
-    const r = await ktrailCheck(text, 'audit-agent.yaml');
+    const r = await ktrailCheck(text, 'audit-agent.yaml', POD_ENV);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('valid');
@@ -130,7 +133,7 @@ describe('deploy configs: the audit agent ConfigMap', () => {
 
 describe('deploy configs: the events collector ConfigMap', () => {
   const text = configMapText('ktrail-events-collector');
-  const load = () => loadConfigText(text, 'manifests/events-collector-configmap.yaml', { env: POD_ENV });
+  const load = () => loadConfigText(text, 'manifests/events-collector-configmap.yaml', { env: EVENTS_ENV });
 
   it('passes ktrail validation with the pod environment', () => {
     const cfg = load();
@@ -142,10 +145,10 @@ describe('deploy configs: the events collector ConfigMap', () => {
     const cfg = load();
     const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; lease_name: string; lease_namespace: string; identity: string };
     expect(le.enabled).toBe(true);
-    expect(le.lease_namespace).toBe(POD_ENV.POD_NAMESPACE);
-    expect(le.identity).toBe(POD_ENV.POD_NAME);
+    expect(le.lease_namespace).toBe(EVENTS_ENV.POD_NAMESPACE);
+    expect(le.identity).toBe(EVENTS_ENV.POD_NAME);
     const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
-    expect(role.metadata.namespace).toBe(POD_ENV.POD_NAMESPACE);
+    expect(role.metadata.namespace).toBe(EVENTS_ENV.POD_NAMESPACE);
     const named = role.rules.find((r) => r.resourceNames)!;
     expect(named.resourceNames).toEqual([le.lease_name]);
   });
@@ -165,13 +168,13 @@ describe('deploy configs: the events collector ConfigMap', () => {
 
   it('uses its state dir, node name, shutdown timeout and secret files consistently with the Deployment', () => {
     const cfg = load();
-    expect(cfg.service.node_name).toBe(POD_ENV.NODE_NAME);
+    expect(cfg.service.node_name).toBe(EVENTS_ENV.NODE_NAME);
     expectServiceMatchesWorkload(cfg, deployment);
     expectFilesMounted(cfg, deployment);
   });
 
   it('is accepted by `ktrail check` as the container runs it', async () => {
-    const r = await ktrailCheck(text, 'events-collector.yaml');
+    const r = await ktrailCheck(text, 'events-collector.yaml', EVENTS_ENV);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
@@ -187,8 +190,8 @@ describe('deploy configs: config/examples/deploy-*.yaml', () => {
 
   for (const f of examples) {
     it(`${f} is valid and fits the workload it is written for`, () => {
-      const cfg = loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: POD_ENV });
-      const w = cfg.inputs.some((i) => i.plugin.type === 'audit_file') ? daemonSet : deployment;
+      const w = /audit_file/.test(fs.readFileSync(path.join(REPO, f), 'utf8')) ? daemonSet : deployment;
+      const cfg = loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: envOf(w) });
       expectServiceMatchesWorkload(cfg, w);
       expectFilesMounted(cfg, w);
       // Examples need no variable without a default: `ktrail check` works on them anywhere.

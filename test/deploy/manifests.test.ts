@@ -6,6 +6,7 @@ import { serviceSchema } from '../../src/config/schema.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { unknownFields } from './k8s-fields.ts';
+import { podSecurityViolations } from './pod-security.ts';
 import {
   build,
   find,
@@ -18,6 +19,7 @@ import {
   type Container,
   type K8sObject,
   type LoadedObject,
+  type PodSpec,
   type PolicyRule,
   type Workload,
 } from './manifests.ts';
@@ -29,7 +31,11 @@ import {
  * fails here if a manifest edit breaks it.
  */
 
+/** The audit agent's namespace (Pod Security privileged, for its hostPath mounts) and the events collector's (restricted). */
 const NAMESPACE = 'ktrail';
+const EVENTS_NAMESPACE = 'ktrail-events';
+/** Where an object belongs: by its component label; the shared ones (monitoring) live with the audit agent. */
+const namespaceOf = (obj: K8sObject) => (obj.metadata.labels?.['app.kubernetes.io/component'] === 'events-collector' ? EVENTS_NAMESPACE : NAMESPACE);
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
@@ -137,12 +143,16 @@ describe('manifests: Kubernetes schemas', () => {
     expect(unknownFields(copy, 'apps/v1', 'DaemonSet')).toEqual(['spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem']);
   });
 
-  it('puts every namespaced object in the ktrail namespace and no cluster-scoped one in any', () => {
+  it('puts the events collector in ktrail-events, everything else namespaced in ktrail, no cluster-scoped object in any', () => {
     for (const { file, obj } of objects) {
       if (CLUSTER_SCOPED.has(obj.kind)) expect(obj.metadata.namespace, `${file} ${obj.kind}`).toBeUndefined();
-      else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(NAMESPACE);
+      // The example Secret is needed in both namespaces (one document each).
+      else if (obj.kind === 'Secret') expect([NAMESPACE, EVENTS_NAMESPACE]).toContain(obj.metadata.namespace);
+      else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(namespaceOf(obj));
     }
-    expect(find(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    expect(deployment.metadata.namespace).toBe(EVENTS_NAMESPACE);
+    expect(daemonSet.metadata.namespace).toBe(NAMESPACE);
+    expect(objects.filter(({ obj }) => obj.kind === 'Namespace').map(({ obj }) => obj.metadata.name).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
   });
 
   it('labels every object as part of ktrail', () => {
@@ -211,7 +221,7 @@ describe('manifests: RBAC is least privilege', () => {
 
   it('events collector: get/create/update/watch of its one Lease, in its own namespace only (a Role, not a ClusterRole)', () => {
     const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
-    expect(role.metadata.namespace).toBe(NAMESPACE);
+    expect(role.metadata.namespace).toBe(EVENTS_NAMESPACE);
     expect(grants(role.rules)).toEqual(
       [
         'coordination.k8s.io/leases create',
@@ -224,7 +234,7 @@ describe('manifests: RBAC is least privilege', () => {
       expect(JSON.stringify(obj)).not.toContain('leases');
     }
     const binding = find<K8sObject & { roleRef: { kind: string; name: string }; subjects: unknown[] }>(objects, 'RoleBinding', 'ktrail-events-collector-lease');
-    expect(binding.metadata.namespace).toBe(NAMESPACE);
+    expect(binding.metadata.namespace).toBe(EVENTS_NAMESPACE);
     expect(binding.roleRef).toMatchObject({ kind: 'Role', name: role.metadata.name });
   });
 
@@ -235,14 +245,72 @@ describe('manifests: RBAC is least privilege', () => {
       const b = obj as unknown as { roleRef: { apiGroup: string; kind: string; name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
       find(objects, b.roleRef.kind, b.roleRef.name);
       expect(b.subjects).toHaveLength(1);
-      expect(b.subjects[0]).toMatchObject({ kind: 'ServiceAccount', namespace: NAMESPACE });
-      find(objects, 'ServiceAccount', b.subjects[0]!.name);
+      const sa = find(objects, 'ServiceAccount', b.subjects[0]!.name);
+      expect(b.subjects[0]).toMatchObject({ kind: 'ServiceAccount', namespace: sa.metadata.namespace });
       // The role is meant for the same component as the account it is bound to.
       expect(b.roleRef.name.startsWith(b.subjects[0]!.name)).toBe(true);
     }
     expect(daemonSet.spec.template.spec.serviceAccountName).toBe('ktrail-audit-agent');
     expect(deployment.spec.template.spec.serviceAccountName).toBe('ktrail-events-collector');
   });
+});
+
+describe('manifests: Pod Security Standards per namespace', () => {
+  const labelsOf = (ns: string) => find(objects, 'Namespace', ns).metadata.labels ?? {};
+  const podOf = (w: Workload) => w.spec.template.spec;
+
+  it('ktrail-events enforces, audits and warns at restricted; ktrail enforces privileged (hostPath of the audit agent)', () => {
+    expect(labelsOf(EVENTS_NAMESPACE)).toMatchObject({
+      'pod-security.kubernetes.io/enforce': 'restricted',
+      'pod-security.kubernetes.io/enforce-version': 'latest',
+      'pod-security.kubernetes.io/audit': 'restricted',
+      'pod-security.kubernetes.io/warn': 'restricted',
+    });
+    expect(labelsOf(NAMESPACE)['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+
+  it('the events collector pod passes every restricted control (also in the single-replica shape)', () => {
+    expect(podSecurityViolations(podOf(deployment), 'restricted', deployment.spec.template.metadata.annotations)).toEqual([]);
+    const single = find<Workload>(build('manifests', ['manifests/examples/events-collector-single-replica']), 'Deployment', 'ktrail-events-collector');
+    expect(podSecurityViolations(podOf(single), 'restricted')).toEqual([]);
+    // Not a PSS control, but promised: nothing in the image can be changed at runtime.
+    expect(mainContainer(deployment).securityContext?.readOnlyRootFilesystem).toBe(true);
+  });
+
+  it('every workload passes the level its namespace enforces; the audit agent would be refused by baseline and restricted', () => {
+    for (const w of workloads) {
+      const level = labelsOf(w.metadata.namespace!)['pod-security.kubernetes.io/enforce'];
+      if (level !== 'privileged') expect(podSecurityViolations(podOf(w), level as 'baseline' | 'restricted'), w.metadata.name).toEqual([]);
+    }
+    // Why ktrail must stay privileged: hostPath (baseline) and uid 0 (restricted).
+    expect(podSecurityViolations(podOf(daemonSet), 'baseline')).toEqual(['volumes[audit-logs].hostPath', 'volumes[state].hostPath']);
+    expect(podSecurityViolations(podOf(daemonSet), 'restricted')).toEqual(
+      expect.arrayContaining(['volumes[audit-logs] type hostPath', 'securityContext.runAsUser 0', 'containers[ktrail] runAsNonRoot must be true']),
+    );
+  });
+
+  // Each restricted control, broken on a copy of the collector pod, is caught: the check above can fail.
+  const breaks: Array<[string, (p: PodSpec, c: Record<string, unknown>) => void]> = [
+    ['runAsNonRoot false on the container', (_p, c) => void (c.runAsNonRoot = false)],
+    ['runAsNonRoot unset everywhere', (p, c) => void (delete c.runAsNonRoot, delete (p.securityContext as Record<string, unknown>).runAsNonRoot)],
+    ['runAsUser 0', (_p, c) => void (c.runAsUser = 0)],
+    ['allowPrivilegeEscalation unset', (_p, c) => void delete c.allowPrivilegeEscalation],
+    ['capabilities not dropped', (_p, c) => void (c.capabilities = { drop: ['NET_RAW'] })],
+    ['a capability added', (_p, c) => void (c.capabilities = { drop: ['ALL'], add: ['SYS_PTRACE'] })],
+    ['seccomp Unconfined', (_p, c) => void (c.seccompProfile = { type: 'Unconfined' })],
+    ['no seccomp profile', (p, c) => void (delete c.seccompProfile, delete (p.securityContext as Record<string, unknown>).seccompProfile)],
+    ['privileged', (_p, c) => void (c.privileged = true)],
+    ['hostNetwork', (p) => void (p.hostNetwork = true)],
+    ['a hostPath volume', (p) => void (p.volumes![0] = { name: p.volumes![0]!.name, hostPath: { path: '/var/lib/ktrail' } })],
+    ['a hostPort', (p) => void ((p.containers[0]!.ports![0] as Record<string, unknown>).hostPort = 9464)],
+  ];
+  for (const [what, mutate] of breaks) {
+    it(`the restricted check refuses the collector pod with ${what}`, () => {
+      const pod = structuredClone(podOf(deployment));
+      mutate(pod, pod.containers[0]!.securityContext as Record<string, unknown>);
+      expect(podSecurityViolations(pod, 'restricted')).not.toEqual([]);
+    });
+  }
 });
 
 describe('manifests: pod security (both workloads)', () => {
@@ -525,7 +593,8 @@ describe('manifests: metrics Services and monitoring', () => {
       endpoints: Array<{ port: string; path: string; interval: string }>;
     };
     expect(Object.keys(sm.spec).sort()).toEqual(['endpoints', 'namespaceSelector', 'selector']);
-    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
+    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    expect(services.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
     const selects = (labels: Record<string, string>) =>
       Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v) &&
       spec.selector.matchExpressions.every((e) => e.operator === 'In' && e.values.includes(labels[e.key]!));
@@ -620,17 +689,22 @@ describe('manifests: metrics Services and monitoring', () => {
 
 describe('manifests: the example Secret', () => {
   const examples = objects.filter(({ file }: LoadedObject) => file.startsWith('manifests/examples/'));
-  it('is clearly a placeholder: stringData only, every value marks itself as one', () => {
-    const secrets = examples.filter(({ obj }) => obj.kind === 'Secret');
-    expect(secrets).toHaveLength(1);
-    const s = secrets[0]!.obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string };
-    expect(s.type).toBe('Opaque');
-    expect(s.data).toBeUndefined();
-    for (const v of Object.values(s.stringData)) expect(v).toMatch(/REPLACE-ME/);
+  it('is clearly a placeholder: stringData only, every value marks itself as one; one copy in each workload namespace', () => {
+    const secrets = examples.filter(({ obj }) => obj.kind === 'Secret').map(({ obj }) => obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string });
+    expect(secrets.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    for (const s of secrets) {
+      expect(s.type).toBe('Opaque');
+      expect(s.data).toBeUndefined();
+      for (const v of Object.values(s.stringData)) expect(v).toMatch(/REPLACE-ME/);
+      expect(s.stringData).toEqual(secrets[0]!.stringData);
+    }
     for (const w of workloads) {
       const v = w.spec.template.spec.volumes!.find((v) => v.secret)!;
-      expect(v.secret!.secretName).toBe(s.metadata.name);
+      // A pod can mount only a Secret of its own namespace.
+      const s = find(objects, 'Secret', v.secret!.secretName, w.metadata.namespace);
+      expect(s.metadata.namespace).toBe(w.metadata.namespace);
     }
+    const s = secrets[0]!;
     expect(allStrings(s).length).toBeGreaterThan(0);
   });
 });

@@ -152,9 +152,9 @@ function applyPatches(objects: LoadedObject[], dir: string, k: Kustomization): v
   }
 }
 
-export function find<T = K8sObject>(objects: LoadedObject[], kind: string, name: string): T {
-  const hit = objects.filter((o) => o.obj.kind === kind && o.obj.metadata.name === name);
-  if (hit.length !== 1) throw new Error(`expected exactly one ${kind}/${name}, found ${hit.length}`);
+export function find<T = K8sObject>(objects: LoadedObject[], kind: string, name: string, namespace?: string): T {
+  const hit = objects.filter((o) => o.obj.kind === kind && o.obj.metadata.name === name && (namespace === undefined || o.obj.metadata.namespace === namespace));
+  if (hit.length !== 1) throw new Error(`expected exactly one ${kind}/${name}${namespace ? ` in ${namespace}` : ''}, found ${hit.length}`);
   return hit[0]!.obj as T;
 }
 
