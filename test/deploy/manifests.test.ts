@@ -413,11 +413,21 @@ describe('manifests: pod security (both workloads)', () => {
   }
 });
 
+/** Whether a taint is tolerated, as the scheduler and the taint manager decide it. */
+function tolerates(tolerations: NonNullable<PodSpec['tolerations']>, taint: { key: string; value?: string; effect: string }): boolean {
+  return tolerations.some(
+    (t) =>
+      (t.effect === undefined || t.effect === '' || t.effect === taint.effect) &&
+      (t.key === undefined ? t.operator === 'Exists' : t.key === taint.key) &&
+      (t.operator === 'Exists' || (t.value ?? '') === (taint.value ?? '')),
+  );
+}
+
 describe('manifests: audit agent DaemonSet', () => {
   const pod = daemonSet.spec.template.spec;
   const c = mainContainer(daemonSet);
 
-  it('is scheduled only on control-plane nodes and tolerates their NoSchedule taints', () => {
+  it('is scheduled only on control-plane nodes and tolerates their taints of every effect (NoSchedule and NoExecute)', () => {
     const terms = pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms;
     // Terms are ORed; each must require a control-plane role label.
     expect(terms.map((t) => t.matchExpressions)).toEqual([
@@ -425,9 +435,17 @@ describe('manifests: audit agent DaemonSet', () => {
       [{ key: 'node-role.kubernetes.io/master', operator: 'Exists' }],
     ]);
     expect(pod.nodeSelector ?? {}).toEqual({});
-    for (const key of ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']) {
-      expect(pod.tolerations).toContainEqual({ key, operator: 'Exists', effect: 'NoSchedule' });
+    // operator Exists and no effect: any value, any effect (a NoExecute taint would otherwise evict the agent).
+    expect(pod.tolerations).toEqual([
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists' },
+      { key: 'node-role.kubernetes.io/master', operator: 'Exists' },
+    ]);
+    for (const effect of ['NoSchedule', 'PreferNoSchedule', 'NoExecute']) {
+      for (const key of ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']) {
+        expect(tolerates(pod.tolerations!, { key, value: '', effect }), `${key}:${effect}`).toBe(true);
+      }
     }
+    expect(tolerates(pod.tolerations!, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })).toBe(false);
     // No blanket toleration that would also put it on every worker.
     for (const t of pod.tolerations!) expect(t.key).toBeDefined();
   });
