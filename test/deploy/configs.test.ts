@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { loadConfigText, type AgentConfig } from '../../src/config/load.ts';
 import { Secret } from '../../src/config/secret.ts';
-import { find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, type Workload } from './manifests.ts';
+import { build, find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, type Workload } from './manifests.ts';
 
 /**
  * The configs the manifests ship — the ConfigMaps and the
@@ -128,6 +129,42 @@ describe('deploy configs: the audit agent ConfigMap', () => {
     expect(r.stdout).toContain('valid');
     // Secrets are read from files, never inline: nothing to mask but file paths.
     expect(r.stdout).not.toContain('REPLACE-ME');
+  });
+});
+
+describe('deploy configs: the audit agent ConfigMap of components/k8s-metadata', () => {
+  const built = build('manifests', ['manifests/components/k8s-metadata']);
+  const cm = find<K8sObject & { data: Record<string, string> }>(built, 'ConfigMap', 'ktrail-audit-agent', daemonSet.metadata.namespace);
+  const text = cm.data['ktrail.yaml']!;
+  const load = () => loadConfigText(text, 'manifests/components/k8s-metadata/audit-agent-configmap-patch.yaml', { env: POD_ENV });
+
+  it('the base config runs no k8s_metadata (its RBAC is not in the base)', () => {
+    const base = loadConfigText(configMapText('ktrail-audit-agent'), 'manifests/audit-agent-configmap.yaml', { env: POD_ENV });
+    expect(base.processors.map((p) => p.plugin.type)).not.toContain('k8s_metadata');
+  });
+
+  it('enables k8s_metadata, after redact, and is otherwise the base config', () => {
+    const cfg = load();
+    expect(cfg.processors.map((p) => p.plugin.type)).toEqual(['redact', 'k8s_metadata']);
+    const doc = parseYaml(text) as { processors: Record<string, { type: string }> };
+    const base = parseYaml(configMapText('ktrail-audit-agent')) as { processors: Record<string, unknown> };
+    const name = Object.entries(doc.processors).find(([, p]) => p.type === 'k8s_metadata')![0];
+    delete doc.processors[name];
+    expect(doc).toEqual(base);
+    expect(Object.keys(cm.data)).toEqual(['ktrail.yaml']);
+  });
+
+  it('uses its state dir, node name, shutdown timeout and secret files consistently with the DaemonSet', () => {
+    const cfg = load();
+    expectServiceMatchesWorkload(cfg, daemonSet);
+    expectFilesMounted(cfg, daemonSet);
+  });
+
+  it('is accepted by `ktrail check` as the container runs it', async () => {
+    const r = await ktrailCheck(text, 'audit-agent-k8s-metadata.yaml', POD_ENV);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('valid');
   });
 });
 

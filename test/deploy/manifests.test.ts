@@ -85,6 +85,7 @@ describe('manifests: files and kustomizations', () => {
   const kustomizations = kustomizationFiles();
   it('has the default kustomization, the optional monitoring one and the components', () => {
     expect(kustomizations).toEqual([
+      'manifests/components/k8s-metadata/kustomization.yaml',
       'manifests/examples/events-collector-single-replica/kustomization.yaml',
       'manifests/kustomization.yaml',
       'manifests/monitoring/kustomization.yaml',
@@ -201,10 +202,29 @@ describe('manifests: RBAC is least privilege', () => {
     }
   });
 
-  it('audit agent: get/list/watch pods, namespaces and replicasets (k8s_metadata enrichment), nothing else', () => {
-    expect(grants(rulesOf('ClusterRole', 'ktrail-audit-agent'))).toEqual(
-      ['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)).sort(),
-    );
+  /** Every rule bound (by any binding) to the ServiceAccount `sa`, in a rendered object set. */
+  const rulesBoundTo = (set: LoadedObject[], sa: string) =>
+    set
+      .filter(({ obj }) => obj.kind === 'ClusterRoleBinding' || obj.kind === 'RoleBinding')
+      .map(({ obj }) => obj as unknown as { roleRef: { kind: string; name: string }; subjects: Array<{ kind: string; name: string }> })
+      .filter((b) => b.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === sa))
+      .flatMap((b) => find<K8sObject & { rules: PolicyRule[] }>(set, b.roleRef.kind, b.roleRef.name).rules);
+  const K8S_METADATA_GRANTS = ['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)).sort();
+
+  it('audit agent, base install: no API access at all (no cluster-wide read on pods, namespaces or replicasets)', () => {
+    const base = build('manifests');
+    expect(rulesBoundTo(base, 'ktrail-audit-agent')).toEqual([]);
+    expect(base.filter(({ obj }) => obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent')).toEqual([]);
+    find(base, 'ServiceAccount', 'ktrail-audit-agent', NAMESPACE);
+  });
+
+  it('audit agent, with components/k8s-metadata: get/list/watch pods, namespaces and replicasets, nothing else', () => {
+    const withComponent = build('manifests', ['manifests/components/k8s-metadata']);
+    expect(grants(rulesBoundTo(withComponent, 'ktrail-audit-agent'))).toEqual(K8S_METADATA_GRANTS);
+    const cr = find(withComponent, 'ClusterRole', 'ktrail-audit-agent');
+    expect(objects.find(({ obj }) => obj === cr || (obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent'))!.file).toMatch(/^manifests\/components\/k8s-metadata\//);
+    // The component grants nothing to the events collector: it stays exactly as in the base.
+    expect(grants(rulesBoundTo(withComponent, 'ktrail-events-collector'))).toEqual(grants(rulesBoundTo(build('manifests'), 'ktrail-events-collector')));
   });
 
   it('events collector: list/watch events in both API groups, get/list/watch pods, namespaces and replicasets', () => {
