@@ -233,6 +233,18 @@ describe('deploy configs: config/examples/deploy-*.yaml', () => {
       expectFilesMounted(cfg, w);
       // Examples need no variable without a default: `ktrail check` works on them anywhere.
       expect(() => loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: {} })).not.toThrow();
+      if (w === daemonSet && cfg.processors.some((p) => p.plugin.type === 'k8s_metadata')) {
+        // The base binds the audit agent no role: this config needs components/k8s-metadata, whose RBAC covers the processor.
+        const bound = (set: typeof objects) =>
+          set
+            .filter(({ obj }) => obj.kind === 'ClusterRoleBinding' && (obj as unknown as { subjects: Array<{ name: string }> }).subjects.some((x) => x.name === 'ktrail-audit-agent'))
+            .flatMap(({ obj }) => find<K8sObject & { rules: PolicyRule[] }>(set, 'ClusterRole', (obj as unknown as { roleRef: { name: string } }).roleRef.name).rules);
+        expect(bound(build('manifests'))).toEqual([]);
+        const rules = bound(build('manifests', ['manifests/components/k8s-metadata']));
+        for (const [group, res] of [['', 'pods'], ['', 'namespaces'], ['apps', 'replicasets']] as const) {
+          expect(rules.some((r) => r.apiGroups!.includes(group) && r.resources!.includes(res) && r.verbs.includes('watch')), `${f}: ${res}`).toBe(true);
+        }
+      }
       if (cfg.inputs.some((i) => i.plugin.type === 'k8s_events')) {
         const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; lease_name: string };
         expect(le.enabled).toBe(true);
