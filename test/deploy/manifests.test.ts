@@ -376,7 +376,8 @@ describe('manifests: pod security (both workloads)', () => {
       for (const e of c.env ?? []) expect(e.valueFrom?.secretKeyRef, e.name).toBeUndefined();
       const secrets = pod.volumes!.filter((v) => v.secret);
       expect(secrets.length).toBeGreaterThan(0);
-      for (const v of secrets) expect(v.secret!.defaultMode! & 0o007).toBe(0);
+      // Owner-only, or owner and group (the collector's fsGroup); read as the API server reads `0440` (octal).
+      for (const v of secrets) expect([0o400, 0o440]).toContain(v.secret!.defaultMode);
     });
 
     it(`${name}: NODE_NAME, POD_NAME and POD_NAMESPACE from the downward API`, () => {

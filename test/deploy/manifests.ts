@@ -37,7 +37,8 @@ export function yamlFiles(dir: string): string[] {
 /** Parses a multi-document YAML file; a syntax error or an empty document fails loudly. */
 export function loadFile(file: string): LoadedObject[] {
   const text = fs.readFileSync(path.join(REPO, file), 'utf8');
-  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  // YAML 1.1, as the Kubernetes tools read manifests (sigs.k8s.io/yaml): `defaultMode: 0440` is octal.
+  const docs = parseAllDocuments(text, { uniqueKeys: true, version: '1.1' });
   if (!Array.isArray(docs)) throw new Error(`${file}: not a YAML stream`);
   const out: LoadedObject[] = [];
   for (const doc of docs) {
