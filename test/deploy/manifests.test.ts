@@ -216,11 +216,23 @@ describe('manifests: RBAC is least privilege', () => {
     expect(rulesBoundTo(base, 'ktrail-audit-agent')).toEqual([]);
     expect(base.filter(({ obj }) => obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent')).toEqual([]);
     find(base, 'ServiceAccount', 'ktrail-audit-agent', NAMESPACE);
+    // Not even a token: the base DaemonSet does not mount one.
+    expect(find<Workload>(base, 'DaemonSet', 'ktrail-audit-agent').spec.template.spec.automountServiceAccountToken).toBe(false);
   });
 
   it('audit agent, with components/k8s-metadata: get/list/watch pods, namespaces and replicasets, nothing else', () => {
     const withComponent = build('manifests', ['manifests/components/k8s-metadata']);
     expect(grants(rulesBoundTo(withComponent, 'ktrail-audit-agent'))).toEqual(K8S_METADATA_GRANTS);
+    // The processor authenticates with the ServiceAccount token, which the component mounts.
+    const ds = find<Workload>(withComponent, 'DaemonSet', 'ktrail-audit-agent');
+    expect(ds.spec.template.spec.automountServiceAccountToken).toBe(true);
+    // ...and changes nothing else of the DaemonSet.
+    const strip = (w: Workload) => {
+      const x = structuredClone(w);
+      delete x.spec.template.spec.automountServiceAccountToken;
+      return x;
+    };
+    expect(strip(ds)).toEqual(strip(daemonSet));
     const cr = find(withComponent, 'ClusterRole', 'ktrail-audit-agent');
     expect(objects.find(({ obj }) => obj === cr || (obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent'))!.file).toMatch(/^manifests\/components\/k8s-metadata\//);
     // The component grants nothing to the events collector: it stays exactly as in the base.
