@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { loadConfigText, type AgentConfig } from '../../src/config/load.ts';
 import { Secret } from '../../src/config/secret.ts';
-import { find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, type Workload } from './manifests.ts';
+import { build, find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, type Workload } from './manifests.ts';
 
 /**
  * The configs the manifests ship — the ConfigMaps and the
@@ -19,10 +20,13 @@ import { find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyRule, ty
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
-const exampleSecret = find<K8sObject & { stringData: Record<string, string> }>(objects, 'Secret', 'ktrail-output-credentials');
+/** The example Secret of the workload's namespace (there is one per namespace). */
+const exampleSecret = (w: Workload) => find<K8sObject & { stringData: Record<string, string> }>(objects, 'Secret', 'ktrail-output-credentials', w.metadata.namespace);
 
 /** What the downward API gives the pods (and nothing else: no other variable may be needed). */
-const POD_ENV = { NODE_NAME: 'cp-1', POD_NAME: 'ktrail-events-collector-7d9f-abcde', POD_NAMESPACE: 'ktrail' };
+const POD_ENV = { NODE_NAME: 'cp-1', POD_NAME: 'ktrail-audit-agent-x7k2p', POD_NAMESPACE: daemonSet.metadata.namespace! };
+const EVENTS_ENV = { NODE_NAME: 'node-3', POD_NAME: 'ktrail-events-collector-7d9f-abcde', POD_NAMESPACE: deployment.metadata.namespace! };
+const envOf = (w: Workload) => (w === daemonSet ? POD_ENV : EVENTS_ENV);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-deploy-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -58,8 +62,8 @@ function expectFilesMounted(cfg: AgentConfig, w: Workload): void {
     expect(mount, `${at}: ${file} is not inside any mount of ${w.metadata.name}`).toBeDefined();
     expect(mount!.readOnly).toBe(true);
     const vol = pod.volumes!.find((v) => v.name === mount!.name)!;
-    expect(vol.secret?.secretName, `${at}: ${file} must come from a Secret`).toBe(exampleSecret.metadata.name);
-    expect(Object.keys(exampleSecret.stringData), `${at}: the Secret has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
+    expect(vol.secret?.secretName, `${at}: ${file} must come from a Secret`).toBe(exampleSecret(w).metadata.name);
+    expect(Object.keys(exampleSecret(w).stringData), `${at}: the Secret has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
   }
 }
 
@@ -70,12 +74,12 @@ function expectServiceMatchesWorkload(cfg: AgentConfig, w: Workload): void {
   expect(w.spec.template.spec.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(cfg.service.shutdown_timeout);
 }
 
-async function ktrailCheck(text: string, name: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function ktrailCheck(text: string, name: string, env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   const file = path.join(tmp, name);
   fs.writeFileSync(file, text);
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [path.join(REPO, 'bin/ktrail.js'), 'check', '-c', file], {
-      env: { PATH: process.env.PATH ?? '', ...POD_ENV },
+      env: { PATH: process.env.PATH ?? '', ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -119,7 +123,7 @@ describe('deploy configs: the audit agent ConfigMap', () => {
   });
 
   it('is accepted by `ktrail check` as the container runs it', async () => {
-    const r = await ktrailCheck(text, 'audit-agent.yaml');
+    const r = await ktrailCheck(text, 'audit-agent.yaml', POD_ENV);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('valid');
@@ -128,9 +132,45 @@ describe('deploy configs: the audit agent ConfigMap', () => {
   });
 });
 
+describe('deploy configs: the audit agent ConfigMap of components/k8s-metadata', () => {
+  const built = build('manifests', ['manifests/components/k8s-metadata']);
+  const cm = find<K8sObject & { data: Record<string, string> }>(built, 'ConfigMap', 'ktrail-audit-agent', daemonSet.metadata.namespace);
+  const text = cm.data['ktrail.yaml']!;
+  const load = () => loadConfigText(text, 'manifests/components/k8s-metadata/audit-agent-configmap-patch.yaml', { env: POD_ENV });
+
+  it('the base config runs no k8s_metadata (its RBAC is not in the base)', () => {
+    const base = loadConfigText(configMapText('ktrail-audit-agent'), 'manifests/audit-agent-configmap.yaml', { env: POD_ENV });
+    expect(base.processors.map((p) => p.plugin.type)).not.toContain('k8s_metadata');
+  });
+
+  it('enables k8s_metadata, after redact, and is otherwise the base config', () => {
+    const cfg = load();
+    expect(cfg.processors.map((p) => p.plugin.type)).toEqual(['redact', 'k8s_metadata']);
+    const doc = parseYaml(text) as { processors: Record<string, { type: string }> };
+    const base = parseYaml(configMapText('ktrail-audit-agent')) as { processors: Record<string, unknown> };
+    const name = Object.entries(doc.processors).find(([, p]) => p.type === 'k8s_metadata')![0];
+    delete doc.processors[name];
+    expect(doc).toEqual(base);
+    expect(Object.keys(cm.data)).toEqual(['ktrail.yaml']);
+  });
+
+  it('uses its state dir, node name, shutdown timeout and secret files consistently with the DaemonSet', () => {
+    const cfg = load();
+    expectServiceMatchesWorkload(cfg, daemonSet);
+    expectFilesMounted(cfg, daemonSet);
+  });
+
+  it('is accepted by `ktrail check` as the container runs it', async () => {
+    const r = await ktrailCheck(text, 'audit-agent-k8s-metadata.yaml', POD_ENV);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('valid');
+  });
+});
+
 describe('deploy configs: the events collector ConfigMap', () => {
   const text = configMapText('ktrail-events-collector');
-  const load = () => loadConfigText(text, 'manifests/events-collector-configmap.yaml', { env: POD_ENV });
+  const load = () => loadConfigText(text, 'manifests/events-collector-configmap.yaml', { env: EVENTS_ENV });
 
   it('passes ktrail validation with the pod environment', () => {
     const cfg = load();
@@ -142,10 +182,10 @@ describe('deploy configs: the events collector ConfigMap', () => {
     const cfg = load();
     const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; lease_name: string; lease_namespace: string; identity: string };
     expect(le.enabled).toBe(true);
-    expect(le.lease_namespace).toBe(POD_ENV.POD_NAMESPACE);
-    expect(le.identity).toBe(POD_ENV.POD_NAME);
+    expect(le.lease_namespace).toBe(EVENTS_ENV.POD_NAMESPACE);
+    expect(le.identity).toBe(EVENTS_ENV.POD_NAME);
     const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
-    expect(role.metadata.namespace).toBe(POD_ENV.POD_NAMESPACE);
+    expect(role.metadata.namespace).toBe(EVENTS_ENV.POD_NAMESPACE);
     const named = role.rules.find((r) => r.resourceNames)!;
     expect(named.resourceNames).toEqual([le.lease_name]);
   });
@@ -165,13 +205,13 @@ describe('deploy configs: the events collector ConfigMap', () => {
 
   it('uses its state dir, node name, shutdown timeout and secret files consistently with the Deployment', () => {
     const cfg = load();
-    expect(cfg.service.node_name).toBe(POD_ENV.NODE_NAME);
+    expect(cfg.service.node_name).toBe(EVENTS_ENV.NODE_NAME);
     expectServiceMatchesWorkload(cfg, deployment);
     expectFilesMounted(cfg, deployment);
   });
 
   it('is accepted by `ktrail check` as the container runs it', async () => {
-    const r = await ktrailCheck(text, 'events-collector.yaml');
+    const r = await ktrailCheck(text, 'events-collector.yaml', EVENTS_ENV);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });
@@ -187,12 +227,24 @@ describe('deploy configs: config/examples/deploy-*.yaml', () => {
 
   for (const f of examples) {
     it(`${f} is valid and fits the workload it is written for`, () => {
-      const cfg = loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: POD_ENV });
-      const w = cfg.inputs.some((i) => i.plugin.type === 'audit_file') ? daemonSet : deployment;
+      const w = /audit_file/.test(fs.readFileSync(path.join(REPO, f), 'utf8')) ? daemonSet : deployment;
+      const cfg = loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: envOf(w) });
       expectServiceMatchesWorkload(cfg, w);
       expectFilesMounted(cfg, w);
       // Examples need no variable without a default: `ktrail check` works on them anywhere.
       expect(() => loadConfigText(fs.readFileSync(path.join(REPO, f), 'utf8'), f, { env: {} })).not.toThrow();
+      if (w === daemonSet && cfg.processors.some((p) => p.plugin.type === 'k8s_metadata')) {
+        // The base binds the audit agent no role: this config needs components/k8s-metadata, whose RBAC covers the processor.
+        const bound = (set: typeof objects) =>
+          set
+            .filter(({ obj }) => obj.kind === 'ClusterRoleBinding' && (obj as unknown as { subjects: Array<{ name: string }> }).subjects.some((x) => x.name === 'ktrail-audit-agent'))
+            .flatMap(({ obj }) => find<K8sObject & { rules: PolicyRule[] }>(set, 'ClusterRole', (obj as unknown as { roleRef: { name: string } }).roleRef.name).rules);
+        expect(bound(build('manifests'))).toEqual([]);
+        const rules = bound(build('manifests', ['manifests/components/k8s-metadata']));
+        for (const [group, res] of [['', 'pods'], ['', 'namespaces'], ['apps', 'replicasets']] as const) {
+          expect(rules.some((r) => r.apiGroups!.includes(group) && r.resources!.includes(res) && r.verbs.includes('watch')), `${f}: ${res}`).toBe(true);
+        }
+      }
       if (cfg.inputs.some((i) => i.plugin.type === 'k8s_events')) {
         const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; lease_name: string };
         expect(le.enabled).toBe(true);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { find, loadObjects, REPO, type K8sObject, type Workload } from './manifests.ts';
+import { build, find, loadObjects, REPO, type K8sObject, type LoadedObject, type Workload } from './manifests.ts';
 
 /**
  * The Dockerfile, checked statically (there is no Docker engine here), and
@@ -282,7 +282,7 @@ describe('the image file sets, assembled for real', () => {
     expect(r.code).toBe(0);
   });
 
-  it('the runtime stage files alone run `ktrail check` on both shipped configs', async () => {
+  it('the runtime stage files alone run `ktrail check` on the shipped configs (both ConfigMaps and the k8s-metadata component)', async () => {
     const dir = path.join(tmp, 'runtime');
     fs.mkdirSync(dir);
     const shipped = copiesOf(final)
@@ -290,9 +290,16 @@ describe('the image file sets, assembled for real', () => {
       .filter((s) => s !== 'node_modules');
     assembleContext(dir, shipped);
     const objects = loadObjects();
-    const checks = ['ktrail-audit-agent', 'ktrail-events-collector'].map(async (name) => {
-      const cm = find<K8sObject & { data: Record<string, string> }>(objects, 'ConfigMap', name);
-      const cfg = path.join(tmp, `${name}.yaml`);
+    const withMetadata = build('manifests', ['manifests/components/k8s-metadata']);
+    const configs: Array<[string, LoadedObject[]]> = [
+      ['ktrail-audit-agent', objects],
+      ['ktrail-events-collector', objects],
+      // The audit agent config of components/k8s-metadata (with the k8s_metadata processor).
+      ['ktrail-audit-agent', withMetadata],
+    ];
+    const checks = configs.map(async ([name, set], i) => {
+      const cm = find<K8sObject & { data: Record<string, string> }>(set, 'ConfigMap', name);
+      const cfg = path.join(tmp, `${name}-${i}.yaml`);
       fs.writeFileSync(cfg, cm.data['ktrail.yaml']!);
       expect(parseYaml(cm.data['ktrail.yaml']!)).toBeTypeOf('object');
       // cwd / : the image's code must not depend on files next to the repository checkout.
@@ -302,6 +309,8 @@ describe('the image file sets, assembled for real', () => {
       });
       return stdout;
     });
-    for (const stdout of await Promise.all(checks)) expect(stdout).toContain('valid');
+    const outs = await Promise.all(checks);
+    expect(outs).toHaveLength(3);
+    for (const stdout of outs) expect(stdout).toContain('valid');
   });
 });

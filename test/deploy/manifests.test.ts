@@ -3,18 +3,23 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { serviceSchema } from '../../src/config/schema.ts';
+import { loadConfigText } from '../../src/config/load.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { unknownFields } from './k8s-fields.ts';
+import { podSecurityViolations } from './pod-security.ts';
 import {
+  build,
   find,
+  kustomizationFiles,
   loadFile,
+  loadKustomization,
   loadObjects,
   MANIFESTS,
   REPO,
-  yamlFiles,
   type Container,
   type K8sObject,
   type LoadedObject,
+  type PodSpec,
   type PolicyRule,
   type Workload,
 } from './manifests.ts';
@@ -26,7 +31,11 @@ import {
  * fails here if a manifest edit breaks it.
  */
 
+/** The audit agent's namespace (Pod Security privileged, for its hostPath mounts) and the events collector's (restricted). */
 const NAMESPACE = 'ktrail';
+const EVENTS_NAMESPACE = 'ktrail-events';
+/** Where an object belongs: by its component label; the shared ones (monitoring) live with the audit agent. */
+const namespaceOf = (obj: K8sObject) => (obj.metadata.labels?.['app.kubernetes.io/component'] === 'events-collector' ? EVENTS_NAMESPACE : NAMESPACE);
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
@@ -71,23 +80,34 @@ describe('manifests: files and kustomizations', () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 
-  // Each kustomization must list exactly the YAML files of its directory:
-  // a file left out is silently not installed.
-  const kustomizations = yamlFiles(MANIFESTS).filter((f) => path.basename(f) === 'kustomization.yaml');
-  it('has the default kustomization and the optional monitoring one', () => {
-    expect(kustomizations).toEqual(['manifests/kustomization.yaml', 'manifests/monitoring/kustomization.yaml']);
+  // Each kustomization must list exactly the YAML files of its directory (as
+  // resources or patches): a file left out is silently not installed.
+  const kustomizations = kustomizationFiles();
+  it('has the default kustomization, the optional monitoring one and the components', () => {
+    expect(kustomizations).toEqual([
+      'manifests/components/k8s-metadata/kustomization.yaml',
+      'manifests/examples/events-collector-single-replica/kustomization.yaml',
+      'manifests/kustomization.yaml',
+      'manifests/monitoring/kustomization.yaml',
+    ]);
   });
   for (const k of kustomizations) {
     it(`${k} lists every manifest file of its directory, and only existing ones`, () => {
       const dir = path.dirname(path.join(REPO, k));
-      const doc = parseYaml(fs.readFileSync(path.join(REPO, k), 'utf8')) as { apiVersion: string; kind: string; resources: string[]; components?: string[] };
-      expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
-      expect(doc.kind).toBe('Kustomization');
+      const doc = loadKustomization(path.dirname(k));
+      // A Component is applied on top of the base; only manifests/components/ and examples/ hold them.
+      if (/^manifests\/(components|examples)\//.test(k)) {
+        expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1alpha1');
+        expect(doc.kind).toBe('Component');
+      } else {
+        expect(doc.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+        expect(doc.kind).toBe('Kustomization');
+      }
       const here = fs
         .readdirSync(dir)
         .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
         .sort();
-      expect([...doc.resources].sort()).toEqual(here);
+      expect([...(doc.resources ?? []), ...(doc.patches ?? []).map((p) => p.path!)].sort()).toEqual(here);
       expect(doc.components ?? []).toEqual([]);
     });
   }
@@ -124,12 +144,16 @@ describe('manifests: Kubernetes schemas', () => {
     expect(unknownFields(copy, 'apps/v1', 'DaemonSet')).toEqual(['spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem']);
   });
 
-  it('puts every namespaced object in the ktrail namespace and no cluster-scoped one in any', () => {
+  it('puts the events collector in ktrail-events, everything else namespaced in ktrail, no cluster-scoped object in any', () => {
     for (const { file, obj } of objects) {
       if (CLUSTER_SCOPED.has(obj.kind)) expect(obj.metadata.namespace, `${file} ${obj.kind}`).toBeUndefined();
-      else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(NAMESPACE);
+      // The example Secret is needed in both namespaces (one document each).
+      else if (obj.kind === 'Secret') expect([NAMESPACE, EVENTS_NAMESPACE]).toContain(obj.metadata.namespace);
+      else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(namespaceOf(obj));
     }
-    expect(find(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    expect(deployment.metadata.namespace).toBe(EVENTS_NAMESPACE);
+    expect(daemonSet.metadata.namespace).toBe(NAMESPACE);
+    expect(objects.filter(({ obj }) => obj.kind === 'Namespace').map(({ obj }) => obj.metadata.name).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
   });
 
   it('labels every object as part of ktrail', () => {
@@ -178,10 +202,41 @@ describe('manifests: RBAC is least privilege', () => {
     }
   });
 
-  it('audit agent: get/list/watch pods, namespaces and replicasets (k8s_metadata enrichment), nothing else', () => {
-    expect(grants(rulesOf('ClusterRole', 'ktrail-audit-agent'))).toEqual(
-      ['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)).sort(),
-    );
+  /** Every rule bound (by any binding) to the ServiceAccount `sa`, in a rendered object set. */
+  const rulesBoundTo = (set: LoadedObject[], sa: string) =>
+    set
+      .filter(({ obj }) => obj.kind === 'ClusterRoleBinding' || obj.kind === 'RoleBinding')
+      .map(({ obj }) => obj as unknown as { roleRef: { kind: string; name: string }; subjects: Array<{ kind: string; name: string }> })
+      .filter((b) => b.subjects.some((s) => s.kind === 'ServiceAccount' && s.name === sa))
+      .flatMap((b) => find<K8sObject & { rules: PolicyRule[] }>(set, b.roleRef.kind, b.roleRef.name).rules);
+  const K8S_METADATA_GRANTS = ['core/pods', 'core/namespaces', 'apps/replicasets'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)).sort();
+
+  it('audit agent, base install: no API access at all (no cluster-wide read on pods, namespaces or replicasets)', () => {
+    const base = build('manifests');
+    expect(rulesBoundTo(base, 'ktrail-audit-agent')).toEqual([]);
+    expect(base.filter(({ obj }) => obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent')).toEqual([]);
+    find(base, 'ServiceAccount', 'ktrail-audit-agent', NAMESPACE);
+    // Not even a token: the base DaemonSet does not mount one.
+    expect(find<Workload>(base, 'DaemonSet', 'ktrail-audit-agent').spec.template.spec.automountServiceAccountToken).toBe(false);
+  });
+
+  it('audit agent, with components/k8s-metadata: get/list/watch pods, namespaces and replicasets, nothing else', () => {
+    const withComponent = build('manifests', ['manifests/components/k8s-metadata']);
+    expect(grants(rulesBoundTo(withComponent, 'ktrail-audit-agent'))).toEqual(K8S_METADATA_GRANTS);
+    // The processor authenticates with the ServiceAccount token, which the component mounts.
+    const ds = find<Workload>(withComponent, 'DaemonSet', 'ktrail-audit-agent');
+    expect(ds.spec.template.spec.automountServiceAccountToken).toBe(true);
+    // ...and changes nothing else of the DaemonSet.
+    const strip = (w: Workload) => {
+      const x = structuredClone(w);
+      delete x.spec.template.spec.automountServiceAccountToken;
+      return x;
+    };
+    expect(strip(ds)).toEqual(strip(daemonSet));
+    const cr = find(withComponent, 'ClusterRole', 'ktrail-audit-agent');
+    expect(objects.find(({ obj }) => obj === cr || (obj.kind === 'ClusterRole' && obj.metadata.name === 'ktrail-audit-agent'))!.file).toMatch(/^manifests\/components\/k8s-metadata\//);
+    // The component grants nothing to the events collector: it stays exactly as in the base.
+    expect(grants(rulesBoundTo(withComponent, 'ktrail-events-collector'))).toEqual(grants(rulesBoundTo(build('manifests'), 'ktrail-events-collector')));
   });
 
   it('events collector: list/watch events in both API groups, get/list/watch pods, namespaces and replicasets', () => {
@@ -198,7 +253,7 @@ describe('manifests: RBAC is least privilege', () => {
 
   it('events collector: get/create/update/watch of its one Lease, in its own namespace only (a Role, not a ClusterRole)', () => {
     const role = find<K8sObject & { rules: PolicyRule[] }>(objects, 'Role', 'ktrail-events-collector-lease');
-    expect(role.metadata.namespace).toBe(NAMESPACE);
+    expect(role.metadata.namespace).toBe(EVENTS_NAMESPACE);
     expect(grants(role.rules)).toEqual(
       [
         'coordination.k8s.io/leases create',
@@ -211,7 +266,7 @@ describe('manifests: RBAC is least privilege', () => {
       expect(JSON.stringify(obj)).not.toContain('leases');
     }
     const binding = find<K8sObject & { roleRef: { kind: string; name: string }; subjects: unknown[] }>(objects, 'RoleBinding', 'ktrail-events-collector-lease');
-    expect(binding.metadata.namespace).toBe(NAMESPACE);
+    expect(binding.metadata.namespace).toBe(EVENTS_NAMESPACE);
     expect(binding.roleRef).toMatchObject({ kind: 'Role', name: role.metadata.name });
   });
 
@@ -222,14 +277,72 @@ describe('manifests: RBAC is least privilege', () => {
       const b = obj as unknown as { roleRef: { apiGroup: string; kind: string; name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
       find(objects, b.roleRef.kind, b.roleRef.name);
       expect(b.subjects).toHaveLength(1);
-      expect(b.subjects[0]).toMatchObject({ kind: 'ServiceAccount', namespace: NAMESPACE });
-      find(objects, 'ServiceAccount', b.subjects[0]!.name);
+      const sa = find(objects, 'ServiceAccount', b.subjects[0]!.name);
+      expect(b.subjects[0]).toMatchObject({ kind: 'ServiceAccount', namespace: sa.metadata.namespace });
       // The role is meant for the same component as the account it is bound to.
       expect(b.roleRef.name.startsWith(b.subjects[0]!.name)).toBe(true);
     }
     expect(daemonSet.spec.template.spec.serviceAccountName).toBe('ktrail-audit-agent');
     expect(deployment.spec.template.spec.serviceAccountName).toBe('ktrail-events-collector');
   });
+});
+
+describe('manifests: Pod Security Standards per namespace', () => {
+  const labelsOf = (ns: string) => find(objects, 'Namespace', ns).metadata.labels ?? {};
+  const podOf = (w: Workload) => w.spec.template.spec;
+
+  it('ktrail-events enforces, audits and warns at restricted; ktrail enforces privileged (hostPath of the audit agent)', () => {
+    expect(labelsOf(EVENTS_NAMESPACE)).toMatchObject({
+      'pod-security.kubernetes.io/enforce': 'restricted',
+      'pod-security.kubernetes.io/enforce-version': 'latest',
+      'pod-security.kubernetes.io/audit': 'restricted',
+      'pod-security.kubernetes.io/warn': 'restricted',
+    });
+    expect(labelsOf(NAMESPACE)['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+
+  it('the events collector pod passes every restricted control (also in the single-replica shape)', () => {
+    expect(podSecurityViolations(podOf(deployment), 'restricted', deployment.spec.template.metadata.annotations)).toEqual([]);
+    const single = find<Workload>(build('manifests', ['manifests/examples/events-collector-single-replica']), 'Deployment', 'ktrail-events-collector');
+    expect(podSecurityViolations(podOf(single), 'restricted')).toEqual([]);
+    // Not a PSS control, but promised: nothing in the image can be changed at runtime.
+    expect(mainContainer(deployment).securityContext?.readOnlyRootFilesystem).toBe(true);
+  });
+
+  it('every workload passes the level its namespace enforces; the audit agent would be refused by baseline and restricted', () => {
+    for (const w of workloads) {
+      const level = labelsOf(w.metadata.namespace!)['pod-security.kubernetes.io/enforce'];
+      if (level !== 'privileged') expect(podSecurityViolations(podOf(w), level as 'baseline' | 'restricted'), w.metadata.name).toEqual([]);
+    }
+    // Why ktrail must stay privileged: hostPath (baseline) and uid 0 (restricted).
+    expect(podSecurityViolations(podOf(daemonSet), 'baseline')).toEqual(['volumes[audit-logs].hostPath', 'volumes[state].hostPath']);
+    expect(podSecurityViolations(podOf(daemonSet), 'restricted')).toEqual(
+      expect.arrayContaining(['volumes[audit-logs] type hostPath', 'securityContext.runAsUser 0', 'containers[ktrail] runAsNonRoot must be true']),
+    );
+  });
+
+  // Each restricted control, broken on a copy of the collector pod, is caught: the check above can fail.
+  const breaks: Array<[string, (p: PodSpec, c: Record<string, unknown>) => void]> = [
+    ['runAsNonRoot false on the container', (_p, c) => void (c.runAsNonRoot = false)],
+    ['runAsNonRoot unset everywhere', (p, c) => void (delete c.runAsNonRoot, delete (p.securityContext as Record<string, unknown>).runAsNonRoot)],
+    ['runAsUser 0', (_p, c) => void (c.runAsUser = 0)],
+    ['allowPrivilegeEscalation unset', (_p, c) => void delete c.allowPrivilegeEscalation],
+    ['capabilities not dropped', (_p, c) => void (c.capabilities = { drop: ['NET_RAW'] })],
+    ['a capability added', (_p, c) => void (c.capabilities = { drop: ['ALL'], add: ['SYS_PTRACE'] })],
+    ['seccomp Unconfined', (_p, c) => void (c.seccompProfile = { type: 'Unconfined' })],
+    ['no seccomp profile', (p, c) => void (delete c.seccompProfile, delete (p.securityContext as Record<string, unknown>).seccompProfile)],
+    ['privileged', (_p, c) => void (c.privileged = true)],
+    ['hostNetwork', (p) => void (p.hostNetwork = true)],
+    ['a hostPath volume', (p) => void (p.volumes![0] = { name: p.volumes![0]!.name, hostPath: { path: '/var/lib/ktrail' } })],
+    ['a hostPort', (p) => void ((p.containers[0]!.ports![0] as Record<string, unknown>).hostPort = 9464)],
+  ];
+  for (const [what, mutate] of breaks) {
+    it(`the restricted check refuses the collector pod with ${what}`, () => {
+      const pod = structuredClone(podOf(deployment));
+      mutate(pod, pod.containers[0]!.securityContext as Record<string, unknown>);
+      expect(podSecurityViolations(pod, 'restricted')).not.toEqual([]);
+    });
+  }
 });
 
 describe('manifests: pod security (both workloads)', () => {
@@ -275,7 +388,8 @@ describe('manifests: pod security (both workloads)', () => {
       for (const e of c.env ?? []) expect(e.valueFrom?.secretKeyRef, e.name).toBeUndefined();
       const secrets = pod.volumes!.filter((v) => v.secret);
       expect(secrets.length).toBeGreaterThan(0);
-      for (const v of secrets) expect(v.secret!.defaultMode! & 0o007).toBe(0);
+      // Owner-only, or owner and group (the collector's fsGroup); read as the API server reads `0440` (octal).
+      for (const v of secrets) expect([0o400, 0o440]).toContain(v.secret!.defaultMode);
     });
 
     it(`${name}: NODE_NAME, POD_NAME and POD_NAMESPACE from the downward API`, () => {
@@ -332,11 +446,21 @@ describe('manifests: pod security (both workloads)', () => {
   }
 });
 
+/** Whether a taint is tolerated, as the scheduler and the taint manager decide it. */
+function tolerates(tolerations: NonNullable<PodSpec['tolerations']>, taint: { key: string; value?: string; effect: string }): boolean {
+  return tolerations.some(
+    (t) =>
+      (t.effect === undefined || t.effect === '' || t.effect === taint.effect) &&
+      (t.key === undefined ? t.operator === 'Exists' : t.key === taint.key) &&
+      (t.operator === 'Exists' || (t.value ?? '') === (taint.value ?? '')),
+  );
+}
+
 describe('manifests: audit agent DaemonSet', () => {
   const pod = daemonSet.spec.template.spec;
   const c = mainContainer(daemonSet);
 
-  it('is scheduled only on control-plane nodes and tolerates their NoSchedule taints', () => {
+  it('is scheduled only on control-plane nodes and tolerates their taints of every effect (NoSchedule and NoExecute)', () => {
     const terms = pod.affinity!.nodeAffinity!.requiredDuringSchedulingIgnoredDuringExecution!.nodeSelectorTerms;
     // Terms are ORed; each must require a control-plane role label.
     expect(terms.map((t) => t.matchExpressions)).toEqual([
@@ -344,9 +468,17 @@ describe('manifests: audit agent DaemonSet', () => {
       [{ key: 'node-role.kubernetes.io/master', operator: 'Exists' }],
     ]);
     expect(pod.nodeSelector ?? {}).toEqual({});
-    for (const key of ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']) {
-      expect(pod.tolerations).toContainEqual({ key, operator: 'Exists', effect: 'NoSchedule' });
+    // operator Exists and no effect: any value, any effect (a NoExecute taint would otherwise evict the agent).
+    expect(pod.tolerations).toEqual([
+      { key: 'node-role.kubernetes.io/control-plane', operator: 'Exists' },
+      { key: 'node-role.kubernetes.io/master', operator: 'Exists' },
+    ]);
+    for (const effect of ['NoSchedule', 'PreferNoSchedule', 'NoExecute']) {
+      for (const key of ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']) {
+        expect(tolerates(pod.tolerations!, { key, value: '', effect }), `${key}:${effect}`).toBe(true);
+      }
     }
+    expect(tolerates(pod.tolerations!, { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' })).toBe(false);
     // No blanket toleration that would also put it on every worker.
     for (const t of pod.tolerations!) expect(t.key).toBeDefined();
   });
@@ -389,16 +521,87 @@ describe('manifests: events collector Deployment', () => {
   const pod = deployment.spec.template.spec;
   const c = mainContainer(deployment);
 
-  it('runs one replica with Recreate, so two pods never share the volume or compete for the Lease', () => {
-    expect(deployment.spec.replicas).toBe(1);
-    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
+  it('runs two replicas, and a rollout starts a new pod before it stops an old one', () => {
+    expect(deployment.spec.replicas).toBe(2);
+    // maxUnavailable 0: the leader is stopped only once a new standby is ready to take its Lease.
+    expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
   });
 
-  it('keeps its state on the PersistentVolumeClaim of the manifests', () => {
-    const v = pod.volumes!.find((v) => v.persistentVolumeClaim)!;
-    const pvc = find<K8sObject & { spec: { accessModes: string[] } }>(objects, 'PersistentVolumeClaim', v.persistentVolumeClaim!.claimName);
+  it('prefers to put the two replicas on different nodes (one lost node never takes both)', () => {
+    const terms = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(terms).toHaveLength(1);
+    expect(terms[0]!.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(terms[0]!.podAffinityTerm.labelSelector?.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    // Preferred, not required: a one-node cluster (or a node down during a rollout) still runs both.
+    expect(pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+  });
+
+  it('has a PodDisruptionBudget that lets a drain take one collector at a time, never both', () => {
+    const pdb = find<K8sObject & { spec: { maxUnavailable?: number; minAvailable?: number; selector: { matchLabels: Record<string, string> } } }>(
+      objects,
+      'PodDisruptionBudget',
+      'ktrail-events-collector',
+    );
+    expect(pdb.metadata.namespace).toBe(deployment.metadata.namespace);
+    expect(pdb.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(pdb.spec.minAvailable).toBeUndefined();
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(pdb.spec.maxUnavailable!).toBeLessThan(deployment.spec.replicas!);
+  });
+
+  it('keeps its state on a size-limited emptyDir (the Lease holds the delivered cursor), with no PVC in the default install', () => {
+    const mount = c.volumeMounts!.find((m) => m.mountPath === '/var/lib/ktrail')!;
+    const v = pod.volumes!.find((v) => v.name === mount.name)!;
+    expect(v.persistentVolumeClaim).toBeUndefined();
+    expect(v.emptyDir?.medium).toBeUndefined(); // on disk, not counted against the memory limit
+    const limit = /^(\d+)Gi$/.exec(v.emptyDir!.sizeLimit!);
+    const spool = /^(\d+)MiB$/.exec((embeddedConfig('ktrail-events-collector').doc.spool as { max_bytes: string }).max_bytes);
+    // Room for the spool, SQLite's WAL and free pages: at least 3 x spool.max_bytes.
+    expect(Number(limit![1]) * 1024).toBeGreaterThanOrEqual(3 * Number(spool![1]));
+    const base = build('manifests');
+    expect(base.filter(({ obj }) => obj.kind === 'PersistentVolumeClaim')).toEqual([]);
+  });
+
+  it('has room in terminationGracePeriodSeconds for the handover: handover_wait fits in shutdown_timeout', () => {
+    const cfg = loadConfigText(embeddedConfig('ktrail-events-collector').text, 'events-collector', {
+      env: { NODE_NAME: 'n', POD_NAME: 'p', POD_NAMESPACE: deployment.metadata.namespace! },
+    });
+    const service = cfg.service;
+    const le = cfg.inputs[0]!.config.leader_election as { enabled: boolean; handover_wait: number };
+    expect(le.enabled).toBe(true);
+    expect(le.handover_wait).toBeLessThan(service.shutdown_timeout);
+    expect(pod.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(service.shutdown_timeout + le.handover_wait);
+  });
+
+  it('examples/events-collector-single-replica turns it into one replica, Recreate, state on a ReadWriteOnce PVC', () => {
+    const built = build('manifests', ['manifests/examples/events-collector-single-replica']);
+    const d = find<Workload>(built, 'Deployment', 'ktrail-events-collector');
+    expect(d.spec.replicas).toBe(1);
+    // Recreate: the old pod has released the volume before the new one mounts it.
+    expect(d.spec.strategy).toEqual({ type: 'Recreate' });
+    const p = d.spec.template.spec;
+    const state = p.volumes!.find((v) => v.name === p.containers[0]!.volumeMounts!.find((m) => m.mountPath === '/var/lib/ktrail')!.name)!;
+    expect(Object.keys(state).sort()).toEqual(['name', 'persistentVolumeClaim']);
+    const pvc = find<K8sObject & { spec: { accessModes: string[]; resources: { requests: { storage: string } } } }>(
+      built,
+      'PersistentVolumeClaim',
+      state.persistentVolumeClaim!.claimName,
+    );
+    expect(pvc.metadata.namespace).toBe(d.metadata.namespace);
     expect(pvc.spec.accessModes).toEqual(['ReadWriteOnce']);
-    expect(c.volumeMounts!.find((m) => m.name === v.name)!.mountPath).toBe('/var/lib/ktrail');
+    // Everything else of the pod is the base's: only replicas, strategy, the state volume and the anti-affinity differ.
+    const strip = (w: Workload) => {
+      const x = structuredClone(w) as unknown as { spec: Record<string, unknown> & { template: { spec: Record<string, unknown> & { volumes: Array<{ name: string }> } } } };
+      delete x.spec.replicas;
+      delete x.spec.strategy;
+      delete x.spec.template.spec.affinity;
+      x.spec.template.spec.volumes = x.spec.template.spec.volumes.filter((v) => v.name !== 'state');
+      return x;
+    };
+    expect(strip(d)).toEqual(strip(deployment));
+    for (const { obj } of built.filter(({ obj }) => ['Deployment', 'PersistentVolumeClaim'].includes(obj.kind))) {
+      expect(unknownFields(obj, obj.apiVersion, obj.kind)).toEqual([]);
+    }
   });
 
   it('runs as a non-root user with an fsGroup for its volume and Secret files', () => {
@@ -441,7 +644,8 @@ describe('manifests: metrics Services and monitoring', () => {
       endpoints: Array<{ port: string; path: string; interval: string }>;
     };
     expect(Object.keys(sm.spec).sort()).toEqual(['endpoints', 'namespaceSelector', 'selector']);
-    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE]);
+    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    expect(services.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
     const selects = (labels: Record<string, string>) =>
       Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v) &&
       spec.selector.matchExpressions.every((e) => e.operator === 'In' && e.values.includes(labels[e.key]!));
@@ -536,17 +740,22 @@ describe('manifests: metrics Services and monitoring', () => {
 
 describe('manifests: the example Secret', () => {
   const examples = objects.filter(({ file }: LoadedObject) => file.startsWith('manifests/examples/'));
-  it('is clearly a placeholder: stringData only, every value marks itself as one', () => {
-    const secrets = examples.filter(({ obj }) => obj.kind === 'Secret');
-    expect(secrets).toHaveLength(1);
-    const s = secrets[0]!.obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string };
-    expect(s.type).toBe('Opaque');
-    expect(s.data).toBeUndefined();
-    for (const v of Object.values(s.stringData)) expect(v).toMatch(/REPLACE-ME/);
+  it('is clearly a placeholder: stringData only, every value marks itself as one; one copy in each workload namespace', () => {
+    const secrets = examples.filter(({ obj }) => obj.kind === 'Secret').map(({ obj }) => obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string });
+    expect(secrets.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    for (const s of secrets) {
+      expect(s.type).toBe('Opaque');
+      expect(s.data).toBeUndefined();
+      for (const v of Object.values(s.stringData)) expect(v).toMatch(/REPLACE-ME/);
+      expect(s.stringData).toEqual(secrets[0]!.stringData);
+    }
     for (const w of workloads) {
       const v = w.spec.template.spec.volumes!.find((v) => v.secret)!;
-      expect(v.secret!.secretName).toBe(s.metadata.name);
+      // A pod can mount only a Secret of its own namespace.
+      const s = find(objects, 'Secret', v.secret!.secretName, w.metadata.namespace);
+      expect(s.metadata.namespace).toBe(w.metadata.namespace);
     }
+    const s = secrets[0]!;
     expect(allStrings(s).length).toBeGreaterThan(0);
   });
 });
