@@ -6,6 +6,7 @@ import { benchAuditFile } from './audit-file.ts';
 import { benchOutputs } from './outputs.ts';
 import { benchProcessors } from './processors.ts';
 import { benchK8sEvents } from './k8s-events.ts';
+import { benchStartup } from './startup.ts';
 
 const cases: Array<[string, () => Promise<void>]> = [
   ['spool', benchSpool],
@@ -13,6 +14,7 @@ const cases: Array<[string, () => Promise<void>]> = [
   ['outputs', benchOutputs],
   ['processors', benchProcessors],
   ['k8s-events', benchK8sEvents],
+  ['startup', benchStartup],
 ];
 
 const only = process.env.KTRAIL_BENCH;
