@@ -134,6 +134,8 @@ export class K8sMetadataProcessor implements Processor {
   #sweepTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   #lastGetWarnMs = 0;
+  #lastFailureWarnMs = 0;
+  readonly #unloggedFailures = new Map<Failure, number>();
 
   constructor(cfg: K8sMetadataConfig, ctx: ComponentContext) {
     this.#cfg = cfg;
@@ -211,7 +213,9 @@ export class K8sMetadataProcessor implements Processor {
     }
     if (needPods && !this.#synced && !this.#syncWaitGaveUp && this.#client !== undefined) {
       // Right after start the first list is on its way: misses now would mostly be GETs for pods it brings.
-      await this.#until(this.#syncedPromise, deadline);
+      // The wait takes at most half the budget, so a GET for a pod the list cannot bring (a deleted one)
+      // is still answered in this batch: a 404 is then counted as not_found, not as a timeout.
+      await this.#until(this.#syncedPromise, deadline - this.#cfg.lookup_timeout / 2);
       if (!this.#synced) this.#syncWaitGaveUp = true;
     }
 
@@ -241,7 +245,27 @@ export class K8sMetadataProcessor implements Processor {
       this.#enrich(job);
     }
     for (const [reason, n] of failures) this.#ctx.metrics.metaEnrichFailures.inc({ ...this.#labels, reason }, n);
+    if (failures.size > 0) this.#logFailures(failures);
     return records;
+  }
+
+  /**
+   * Says why records passed on unenriched, by reason (the metric's labels): at most once a minute,
+   * with the counts since the last line. Only missing pods (deleted, normal) log at debug.
+   */
+  #logFailures(failures: ReadonlyMap<Failure, number>): void {
+    for (const [reason, n] of failures) this.#unloggedFailures.set(reason, (this.#unloggedFailures.get(reason) ?? 0) + n);
+    const now = Date.now();
+    const onlyNotFound = [...this.#unloggedFailures.keys()].every((r) => r === 'not_found');
+    if (!onlyNotFound && now - this.#lastFailureWarnMs < 60_000) return;
+    const unenriched = Object.fromEntries(this.#unloggedFailures);
+    this.#unloggedFailures.clear();
+    if (onlyNotFound) {
+      this.#ctx.log.debug({ unenriched }, 'k8s_metadata: records name pods the API does not have (not_found)');
+      return;
+    }
+    this.#lastFailureWarnMs = now;
+    this.#ctx.log.warn({ unenriched, lookupTimeoutMs: this.#cfg.lookup_timeout }, 'k8s_metadata: records passed on without pod metadata, counts by reason (logged at most once a minute)');
   }
 
   #refsOf(record: LogRecord): RecordRefs | undefined {
