@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import { errorMessage } from '../../errors.ts';
 import { KubeApiError, KubeClient } from '../../kube/client.ts';
+import { inspectKube, probeKube } from '../../kube/check.ts';
 import { loadKubeConnection } from '../../kube/config.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
 import type { ComponentContext, Processor, ProcessorPlugin } from '../../plugin.ts';
@@ -152,7 +153,9 @@ export class K8sMetadataProcessor implements Processor {
 
   async start(): Promise<void> {
     const cfg = this.#cfg;
-    this.#client = new KubeClient(loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context }), { requestTimeoutMs: cfg.api_timeout });
+    const conn = loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context });
+    for (const w of conn.warnings ?? []) this.#ctx.log.warn({ kubeconfig: conn.origin }, w);
+    this.#client = new KubeClient(conn, { requestTimeoutMs: cfg.api_timeout });
     const feed: FeedOptions = {
       ctx: this.#ctx,
       client: this.#client,
@@ -389,4 +392,10 @@ export const k8sMetadataProcessor: ProcessorPlugin<typeof schema> = {
   description: 'Add pod metadata (labels, node, owner, annotations) for the pod acted on and the pod that acted, from a watch-fed cache.',
   schema,
   create: (cfg, ctx) => new K8sMetadataProcessor(cfg, ctx),
+  inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),
+  // The pod list the cache starts with.
+  probe: (cfg, ctx) => {
+    const ns = cfg.namespaces[0];
+    return probeKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }, ns === undefined ? '/api/v1/pods' : `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`, ctx);
+  },
 };
