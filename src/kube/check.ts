@@ -37,13 +37,13 @@ export async function probeKube(opts: KubeConnectionOptions, authPath: string, c
       if (v?.gitVersion) version = ` (Kubernetes ${v.gitVersion})`;
     } catch (err) {
       // An API server that refuses anonymous /version still answers: only a transport failure ends here.
-      if (!(err instanceof KubeApiError)) return [{ target, ok: false, detail: describeTransportError(err) }];
+      if (!(err instanceof KubeApiError)) return [{ target, ok: false, detail: describeTransportError(err, "the kubeconfig's certificate-authority") }];
     }
     try {
       await client.request({ path: authPath, query: { limit: 1 }, signal: ctx.signal });
       return [{ target, ok: true, detail: `reachable, ${tls}, credentials accepted${version}` }];
     } catch (err) {
-      if (!(err instanceof KubeApiError)) return [{ target, ok: false, detail: describeTransportError(err) }];
+      if (!(err instanceof KubeApiError)) return [{ target, ok: false, detail: describeTransportError(err, "the kubeconfig's certificate-authority") }];
       const why = scrubText(err.status?.message ?? err.message).slice(0, 200);
       if (err.statusCode === 401) return [{ target, ok: false, detail: `reachable, ${tls}, credentials rejected (HTTP 401: ${why})` }];
       if (err.statusCode === 403) {

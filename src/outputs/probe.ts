@@ -26,12 +26,13 @@ const TLS_CODES = new Set([
 ]);
 
 /** Why a request never got an answer: unreachable, TLS not valid, or timed out. */
-export function describeTransportError(err: unknown): string {
+export function describeTransportError(err: unknown, caHint = 'tls.ca_file'): string {
   const e = err as { name?: unknown; code?: unknown; cause?: { code?: unknown; message?: unknown } };
   const code = typeof e?.cause?.code === 'string' ? e.cause.code : typeof e?.code === 'string' ? e.code : undefined;
-  const message = scrubText(typeof e?.cause?.message === 'string' ? e.cause.message : errorMessage(err));
+  // Node appends advice about --use-system-ca to certificate errors; the fix that applies here is named below.
+  const message = scrubText(typeof e?.cause?.message === 'string' ? e.cause.message : errorMessage(err)).replace(/; if the root CA is installed locally.*$/, '');
   if (code !== undefined && (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))) {
-    return `reachable, TLS NOT valid: ${message} (${code}); trust the server's CA with tls.ca_file (kubeconfig: certificate-authority)`;
+    return `reachable, TLS NOT valid: ${message} (${code}); trust the server's CA with ${caHint}`;
   }
   if (e?.name === 'AbortError' || e?.name === 'TimeoutError' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') {
     return `no answer in time: ${message}`;
