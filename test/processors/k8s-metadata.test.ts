@@ -267,6 +267,28 @@ describe('k8s_metadata with the API emulation', () => {
     }
   });
 
+  it("logs the kubeconfig's unknown keys at warn when it starts, and still works with kubectl's tokenFile", async () => {
+    const kdir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-'));
+    try {
+      fs.writeFileSync(path.join(kdir, 'token'), TOKEN);
+      const file = path.join(kdir, 'kubeconfig');
+      fs.writeFileSync(
+        file,
+        `apiVersion: v1\nclusters:\n- name: emu\n  cluster: { server: "${server.url}", insecure-skip-tls-verfy: true }\nusers:\n- name: u\n  user: { tokenFile: token }\ncontexts:\n- name: emu\n  context: { cluster: emu, user: u }\ncurrent-context: emu\n`,
+      );
+      const lines: Array<{ level: string; msg: string }> = [];
+      const log = pino({ level: 'info', formatters: { level: (label: string) => ({ level: label }) } }, { write: (s: string) => lines.push(JSON.parse(s)) });
+      const { p } = await startProcessor({ kubeconfig: file }, { log });
+      expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+        `kubeconfig ${file}: clusters[0].cluster.insecure-skip-tls-verfy: unknown key "insecure-skip-tls-verfy" (of "emu"), ignored; did you mean "insecure-skip-tls-verify"?`,
+      ]);
+      const [r] = await p.process([rawRecord(auditLine({ verb: 'get', objectRef: podRef(web) }))]);
+      expect(kubeOf(r!)?.object?.name).toBe(web.metadata.name);
+    } finally {
+      fs.rmSync(kdir, { recursive: true, force: true });
+    }
+  });
+
   it('a miss for a pod the watch has not delivered yet is answered by a GET', async () => {
     const { p, ctx } = await startProcessor();
     // Down for watches only long enough to create a pod it cannot see.
