@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -116,6 +116,42 @@ describe('kubeconfig spellings kubectl accepts', () => {
       'impersonate-extra-scopes': 'view, edit',
       'impersonate-extra-example.com%2fteam': 'payments',
     });
+  });
+
+  it('proxy-url: requests go through the proxy, with the token', async () => {
+    const kube = await emulation('via-proxy');
+    const tunnels: string[] = [];
+    // A forward proxy: absolute-form requests (plain http targets) are forwarded, CONNECT is tunnelled.
+    const proxy = http.createServer((req, res) => {
+      tunnels.push(`${req.method} ${req.url}`);
+      const up = http.request(req.url ?? '', { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      up.on('error', () => res.writeHead(502).end());
+      req.pipe(up);
+    });
+    proxy.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+      tunnels.push(`CONNECT ${req.url}`);
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = net.connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      proxy.closeAllConnections();
+      return new Promise((r) => proxy.close(r));
+    });
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const file = kubeconfig(dir(), kube.url, ['token: via-proxy'], [`proxy-url: ${proxyUrl}`]);
+    expect(await listPods(file)).toBe(200);
+    expect(tunnels).toEqual([`GET ${kube.url}/api/v1/namespaces/shop/pods`]);
   });
 
   it('every key kubectl knows is accepted silently; unknown keys and missing files are warnings with their path', () => {
