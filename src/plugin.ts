@@ -164,6 +164,37 @@ export interface SenderDefaults {
   requestTimeoutMs?: number;
 }
 
+/**
+ * `ktrail check`: what a component finds about its validated config on this
+ * machine, without connecting anywhere — paths that match nothing, files it
+ * cannot write, kubeconfig keys it ignores. Warnings do not fail the check;
+ * notes are information (the files an input path covers).
+ */
+export interface CheckFindings {
+  warnings: string[];
+  notes: string[];
+}
+
+export interface CheckContext {
+  nodeName: string;
+  stateDir: string;
+}
+
+/** `ktrail check --connect`: one health-check line per destination. */
+export interface ProbeResult {
+  /** What was tried, e.g. `GET https://es:9200/_cluster/health` (never with credentials). */
+  target: string;
+  ok: boolean;
+  /** reachable, TLS valid, credentials accepted — or what failed and why. */
+  detail: string;
+}
+
+export interface ProbeContext extends CheckContext {
+  /** Bounds each probe; aborted after the probe timeout. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
 // The schemas are zod objects; plugins pass `z.strictObject({...})`.
 // oxlint-disable-next-line typescript/no-explicit-any
 type AnyObjectSchema = z.ZodObject<any>;
@@ -185,6 +216,10 @@ export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
    * for every input of this type; each row names its `input`.
    */
   describeState?(db: Database): Array<Record<string, unknown> & { input: string }>;
+  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
+  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
+  /** `ktrail check --connect`: try the destination like a health check. */
+  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
 export interface ProcessorPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
@@ -193,6 +228,10 @@ export interface ProcessorPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
   description: string;
   schema: S;
   create(config: z.output<S>, ctx: ComponentContext): Processor;
+  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
+  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
+  /** `ktrail check --connect`: try the destination like a health check. */
+  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
 export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
@@ -208,6 +247,10 @@ export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
    */
   senderDefaultsFor?(config: z.output<S>): SenderDefaults;
   create(config: z.output<S>, ctx: OutputContext): Output;
+  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
+  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
+  /** `ktrail check --connect`: try the destination like a health check. */
+  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
 export type Plugin = InputPlugin | ProcessorPlugin | OutputPlugin;

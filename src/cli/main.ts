@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { errorMessage, KtrailError } from '../errors.ts';
+import { errorMessage, type KtrailError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 
 // Commands import what they need when they run, so `--version` and `--help`
@@ -9,7 +9,10 @@ const HELP = `ktrail ${VERSION} — ships Kubernetes audit logs and events, noth
 
 Usage:
   ktrail run -c FILE            run the agent with the config FILE
-  ktrail check -c FILE          validate FILE, print the resolved config (secrets masked)
+  ktrail check -c FILE          validate FILE, print the resolved config (secrets masked), warn about
+                                paths that match nothing or cannot be written, list the files each
+                                input path covers; --connect also tries every output and the
+                                Kubernetes API (reachable, TLS valid, credentials accepted)
   ktrail status --state-dir DIR checkpoints, spool, output lag and dead letters (also while running);
                                 --verbose lists every dead letter (never its bytes)
   ktrail --version | --help
@@ -18,6 +21,7 @@ Options:
   -c, --config FILE     config file (YAML)
       --state-dir DIR   the agent's service.state_dir (status)
       --json            status/check: print JSON
+      --connect         check: try each destination like a health check (exit 1 if one fails)
       --verbose         status: list dead letters one by one
 
 Exit codes: 0 ok, 1 runtime error, 2 invalid config or usage.
@@ -34,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
         'state-dir': { type: 'string' },
         json: { type: 'boolean', default: false },
         verbose: { type: 'boolean', default: false },
+        connect: { type: 'boolean', default: false },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -53,8 +58,11 @@ export async function main(argv: string[]): Promise<number> {
     return command === undefined && !values.help ? 2 : 0;
   }
   switch (command) {
-    case 'check':
-      return check(values.config, values.json === true);
+    case 'check': {
+      if (!needConfig(values.config)) return 2;
+      const { check } = await import('./check.ts');
+      return check(values.config, { json: values.json === true, connect: values.connect === true });
+    }
     case 'run':
       return run(values.config);
     case 'status':
@@ -69,33 +77,6 @@ function needConfig(file: string | undefined): file is string {
   if (file) return true;
   process.stderr.write('ktrail: -c FILE is required (the YAML config; see docs/configuration.md)\n');
   return false;
-}
-
-async function check(file: string | undefined, json: boolean): Promise<number> {
-  if (!needConfig(file)) return 2;
-  const { ConfigError, loadConfigFile } = await import('../config/load.ts');
-  const { maskValue, rememberConfigSecrets, scrubText } = await import('../telemetry/scrub.ts');
-  try {
-    const cfg = loadConfigFile(file);
-    rememberConfigSecrets(cfg);
-    const resolved = {
-      service: cfg.service,
-      spool: cfg.spool,
-      inputs: Object.fromEntries(cfg.inputs.map((c) => [c.name, c.config])),
-      processors: Object.fromEntries(cfg.processors.map((c) => [c.name, c.config])),
-      outputs: Object.fromEntries(cfg.outputs.map((c) => [c.name, c.config])),
-    };
-    const masked = maskValue(resolved);
-    if (json) process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
-    else {
-      process.stdout.write(`${file}: valid (${cfg.inputs.length} inputs, ${cfg.processors.length} processors, ${cfg.outputs.length} outputs)\n`);
-      process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
-    }
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${scrubText(errorMessage(err))}\n`);
-    return err instanceof ConfigError || (err instanceof KtrailError && err.code.startsWith('KTRAIL_ERR_CONFIG')) ? 2 : 1;
-  }
 }
 
 async function status(stateDir: string | undefined, file: string | undefined, json: boolean, verbose: boolean): Promise<number> {

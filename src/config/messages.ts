@@ -134,29 +134,130 @@ export function describeIssue(
     }
     case 'invalid_type': {
       const received = (issue as { input?: unknown }).input;
-      const expected = typeName(issue.expected);
+      const expected = expectedName(issue.expected, schema, path);
       if (received === undefined) return { message: `required key is missing (expected ${expected})`, fix: 'add it; see docs/configuration.md' };
-      return { message: `expected ${expected}, got ${describe(received)}`, fix: `write ${expected} here` };
+      return { message: `expected ${expected}, got ${describe(received)}`, fix: typeFix(issue.expected, received, schema, path) };
     }
     case 'invalid_value':
       return {
         message: `${describe((issue as { input?: unknown }).input)} is not allowed`,
         fix: `use one of: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`,
       };
-    case 'invalid_union': {
-      return { message: issue.message, fix: 'check the documented forms of this key in docs/configuration.md' };
-    }
+    case 'invalid_union':
+      return describeUnion(issue, schema, path);
     case 'too_small':
     case 'too_big':
       return describeBound(issue, schema, path);
     case 'custom': {
       const fix = (issue.params as { fix?: unknown } | undefined)?.fix;
-      return typeof fix === 'string' ? { message: issue.message, fix } : { message: issue.message };
+      return typeof fix === 'string' ? { message: issue.message, fix } : { message: issue.message, fix: 'see this key in docs/configuration.md' };
     }
-    case 'invalid_format':
-      return { message: issue.message, fix: issue.format === 'regex' ? 'match the documented format' : `write a valid ${issue.format}` };
+    case 'invalid_format': {
+      const input = (issue as { input?: unknown }).input;
+      const pattern = (issue as { pattern?: unknown }).pattern;
+      const got = input === undefined ? '' : ` (got ${describe(input)})`;
+      // A message written by the schema's author already says what to write.
+      if (!issue.message.startsWith('Invalid')) return { message: `${issue.message}${got}`, fix: 'see this key in docs/configuration.md' };
+      const fix = issue.format === 'regex' ? (pattern !== undefined ? `match the pattern ${String(pattern)}` : 'match the documented format') : `write a valid ${issue.format}`;
+      return { message: `not a valid ${issue.format}${got}`, fix };
+    }
+    case 'not_multiple_of': {
+      const input = (issue as { input?: unknown }).input;
+      return { message: `${describe(input)} is not a multiple of ${String(issue.divisor)}`, fix: `use a multiple of ${String(issue.divisor)}` };
+    }
+    case 'invalid_key':
+    case 'invalid_element': {
+      const input = (issue as { input?: unknown }).input;
+      const inner = issue.issues.map((i) => describeIssue(i, schema, path)).map((d) => d.message).join('; ');
+      const what = issue.code === 'invalid_key' ? `key ${JSON.stringify((issue as { key?: unknown }).key ?? input)}` : `element ${describe(input)}`;
+      return { message: `${what} is not accepted: ${inner}`, fix: issue.code === 'invalid_key' ? 'rename the key; see docs/configuration.md' : 'see docs/configuration.md' };
+    }
+    default: {
+      const unknownIssue = issue as { message: string };
+      return { message: unknownIssue.message, fix: 'see this key in docs/configuration.md' };
+    }
+  }
+}
+
+/**
+ * A union (a secret: a string or `{ file: ... }`): when the value had the
+ * type of one form, what is wrong inside that form; otherwise which forms
+ * there are and what was given.
+ */
+function describeUnion(issue: z.core.$ZodIssueInvalidUnion, schema: z.ZodType, path: readonly PropertyKey[]): { message: string; fix: string } {
+  const input = (issue as { input?: unknown }).input;
+  const typeMatched = issue.errors.find((branch) => branch.length > 0 && !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0));
+  if (typeMatched !== undefined) {
+    const parts: Array<{ message: string; fix?: string }> = [];
+    // Unknown keys first: "did you mean" is usually the whole fix.
+    const ordered = [...typeMatched.filter((i) => i.code === 'unrecognized_keys'), ...typeMatched.filter((i) => i.code !== 'unrecognized_keys')];
+    for (const i of ordered) {
+      const inner = [...path, ...i.path];
+      const where = i.path.length > 0 ? `${pathText(i.path)}: ` : '';
+      if (i.code === 'unrecognized_keys') {
+        for (const key of i.keys) {
+          const d = describeIssue(i, schema, inner, key);
+          parts.push({ message: `${where}${d.message}`, fix: d.fix });
+        }
+        continue;
+      }
+      const d = describeIssue(i, schema, inner);
+      parts.push({ message: `${where}${d.message}`, fix: d.fix });
+    }
+    return { message: parts.map((p) => p.message).join('; '), fix: parts.find((p) => p.fix)?.fix ?? 'see this key in docs/configuration.md' };
+  }
+  const forms: string[] = [];
+  for (const branch of issue.errors) {
+    const top = branch.find((i) => i.code === 'invalid_type' && i.path.length === 0) as z.core.$ZodIssueInvalidType | undefined;
+    if (top === undefined) continue;
+    const name = expectedName(top.expected, schema, path);
+    if (!forms.includes(name)) forms.push(name);
+  }
+  if (forms.length === 0) return { message: `${describe(input)} matches none of the forms this key takes`, fix: 'check the documented forms of this key in docs/configuration.md' };
+  const keys = keysAt(schema, path);
+  const fix =
+    keys.length === 1 && keys[0] === 'file'
+      ? 'write the value as a string (e.g. "${MY_SECRET}", from the environment) or read it from a file: { file: /path/to/secret }'
+      : `write ${forms.join(' or ')} here`;
+  return { message: `expected ${forms.join(' or ')}, got ${describe(input)}`, fix };
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? String(seg) : `.${String(seg)}`;
+  return out;
+}
+
+/** The expected type in words; a mapping names the keys it takes when the schema knows them. */
+function expectedName(t: string, schema: z.ZodType, path: readonly PropertyKey[]): string {
+  if (t === 'object') {
+    const keys = keysAt(schema, path);
+    if (keys.length > 0 && keys.length <= 4) return `a mapping { ${keys.join(', ')} }`;
+  }
+  return typeName(t);
+}
+
+/** How to write the value the key wants, from what was given. */
+function typeFix(expected: string, received: unknown, schema: z.ZodType, path: readonly PropertyKey[]): string {
+  const isScalar = received === null || typeof received !== 'object';
+  switch (expected) {
+    case 'array':
+      return isScalar && received !== null ? `write a list, e.g. [${JSON.stringify(received)}]` : 'write a list, e.g. [a, b] or one "- item" per line';
+    case 'object':
+    case 'record': {
+      const keys = keysAt(schema, path);
+      return keys.length > 0 ? `write a mapping with these keys indented below it: ${keys.join(', ')}` : 'write a mapping (key: value lines indented below it)';
+    }
+    case 'string':
+      return isScalar && received !== null ? `quote it: "${String(received)}"` : 'write a string (quote it if it looks like a number or true/false)';
+    case 'boolean':
+      return 'write true or false, without quotes';
+    case 'number':
+      return typeof received === 'string' && /^-?\d+(\.\d+)?$/.test(received) ? `write ${received} without quotes` : 'write a number, without quotes';
+    case 'int':
+      return typeof received === 'number' ? `write a whole number, e.g. ${Math.round(received)}` : 'write a whole number, without quotes';
     default:
-      return { message: issue.message };
+      return `write ${typeName(expected)} here`;
   }
 }
 
@@ -170,8 +271,9 @@ function typeName(t: string): string {
     case 'string':
       return 'a string';
     case 'number':
-    case 'int':
       return 'a number';
+    case 'int':
+      return 'a whole number';
     case 'boolean':
       return 'true or false';
     default:
@@ -184,5 +286,6 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'string') return `"${v}"`;
+  if (typeof v === 'boolean') return String(v);
   return `${typeof v} ${String(v)}`;
 }

@@ -1,9 +1,9 @@
 import type https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 import { parseRetryAfterMs } from '../outputs/backoff.ts';
 import { VERSION } from '../version.ts';
-import type { KubeAuth, KubeConnection } from './config.ts';
+import type { Impersonation, KubeAuth, KubeConnection } from './config.ts';
 
 /**
  * A small Kubernetes API client over undici: JSON requests and watch streams.
@@ -81,6 +81,7 @@ export class KubeClient {
   readonly #dispatcher: Dispatcher;
   readonly #requestTimeoutMs: number;
   readonly #userAgent: string;
+  readonly #impersonation: Record<string, string | string[]>;
   #closed = false;
 
   constructor(connection: KubeConnection, opts: KubeClientOptions = {}) {
@@ -88,16 +89,18 @@ export class KubeClient {
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.#userAgent = opts.userAgent ?? `ktrail/${VERSION}`;
     const { tls } = connection;
-    this.#dispatcher = new Agent({
-      connect: {
-        ...(tls.ca ? { ca: tls.ca } : {}),
-        ...(tls.cert ? { cert: tls.cert } : {}),
-        ...(tls.key ? { key: tls.key } : {}),
-        ...(tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-        ...(tls.servername ? { servername: tls.servername } : {}),
-      },
-      keepAliveTimeout: 30_000,
-    });
+    const connect = {
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert ? { cert: tls.cert } : {}),
+      ...(tls.key ? { key: tls.key } : {}),
+      ...(tls.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+      ...(tls.servername ? { servername: tls.servername } : {}),
+    };
+    // kubeconfig proxy-url: http(s) proxies tunnel with CONNECT, socks5:// too; the API server's TLS settings apply inside.
+    this.#dispatcher = connection.proxyUrl
+      ? new ProxyAgent({ uri: connection.proxyUrl, requestTls: connect, keepAliveTimeout: 30_000 })
+      : new Agent({ connect, keepAliveTimeout: 30_000 });
+    this.#impersonation = impersonationHeaders(connection.impersonate);
   }
 
   get server(): string {
@@ -155,9 +158,10 @@ export class KubeClient {
     if (req.body !== undefined) body = typeof req.body === 'string' ? req.body : JSON.stringify(req.body);
     for (let attempt = 1; ; attempt++) {
       if (this.#closed) throw new Error('Kubernetes client closed');
-      const headers: Record<string, string> = {
+      const headers: Record<string, string | string[]> = {
         accept: req.accept ?? 'application/json',
         'user-agent': this.#userAgent,
+        ...this.#impersonation,
         ...(await authHeaders(this.connection.auth)),
       };
       if (body !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
@@ -205,6 +209,18 @@ function apiError(statusCode: number, text: string, retryAfter: string | string[
   const what = `${req.method ?? 'GET'} ${req.path}`;
   const message = status?.message ?? (text.slice(0, 200) || `HTTP ${statusCode}`);
   return new KubeApiError(statusCode, `${what}: ${statusCode} ${status?.reason ?? ''} ${message}`.replace(/\s+/g, ' ').trim(), status, parseRetryAfterMs(retryAfter));
+}
+
+/** kubeconfig `as`, `as-uid`, `as-groups`, `as-user-extra` as the API server's Impersonate-* headers. */
+function impersonationHeaders(imp: Impersonation | undefined): Record<string, string | string[]> {
+  const h: Record<string, string | string[]> = {};
+  if (imp === undefined) return h;
+  if (imp.user !== undefined) h['impersonate-user'] = imp.user;
+  if (imp.uid !== undefined) h['impersonate-uid'] = imp.uid;
+  if (imp.groups !== undefined && imp.groups.length > 0) h['impersonate-group'] = imp.groups;
+  // Extra keys go into a header name: percent-encoded, as kubectl sends them.
+  for (const [k, v] of Object.entries(imp.extra ?? {})) if (v.length > 0) h[`impersonate-extra-${encodeURIComponent(k).toLowerCase()}`] = v;
+  return h;
 }
 
 async function authHeaders(auth: KubeAuth): Promise<Record<string, string>> {

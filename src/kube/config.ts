@@ -2,9 +2,11 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Cluster, KubeConfig, User } from '@kubernetes/client-node';
-import { parse as parseYaml } from 'yaml';
 import { Secret } from '../config/secret.ts';
 import { ErrorCode, KtrailError } from '../errors.ts';
+import { formatFinding, missingFiles, readKubeconfigFile, type Impersonation, type KubeconfigFile, type KubeconfigFinding, type KubeconfigUser } from './kubeconfig-file.ts';
+
+export type { Impersonation };
 
 /**
  * Where the Kubernetes API is and how to authenticate, resolved once from a
@@ -55,6 +57,12 @@ export interface KubeConnection {
   source: 'in-cluster' | 'kubeconfig';
   /** For logs: the kubeconfig file or the service-account directory. */
   origin: string;
+  /** kubeconfig `as`, `as-uid`, `as-groups`, `as-user-extra`: sent as Impersonate-* headers. */
+  impersonate?: Impersonation;
+  /** kubeconfig `proxy-url` (http:// or https:// proxies). */
+  proxyUrl?: string;
+  /** What the kubeconfig holds that ktrail ignores or cannot find (unknown keys, missing files): log them at warn. */
+  warnings?: readonly string[];
 }
 
 export interface KubeConnectionOptions {
@@ -81,37 +89,83 @@ export function loadKubeConnection(opts: KubeConnectionOptions = {}): KubeConnec
         'no $KUBECONFIG and no ~/.kube/config; set the input\'s "kubeconfig" option',
     );
   }
+  const { kc, parsed, cluster, user, findings } = resolveKubeconfig(files, opts.context);
+  const ctxObj = kc.getContextObject(kc.getCurrentContext());
+  const rawUser = user ? parsed.map((p) => p.users.get(user.name)).find((u) => u !== undefined) : undefined;
+  return {
+    server: cluster.server.replace(/\/+$/, ''),
+    tls: tlsOptions(cluster, user, files),
+    auth: authFor(kc, user, rawUser),
+    ...(rawUser?.impersonate ? { impersonate: rawUser.impersonate } : {}),
+    ...(cluster.proxyUrl ? { proxyUrl: cluster.proxyUrl } : {}),
+    namespace: ctxObj?.namespace,
+    source: 'kubeconfig',
+    origin: files.join(path.delimiter),
+    warnings: findings.map(formatFinding),
+  };
+}
+
+interface ResolvedKubeconfig {
+  kc: KubeConfig;
+  parsed: KubeconfigFile[];
+  cluster: Cluster;
+  user: User | null;
+  findings: KubeconfigFinding[];
+}
+
+function resolveKubeconfig(files: readonly string[], context: string | undefined): ResolvedKubeconfig {
+  const KubeConfigImpl = kubeConfigClass();
+  const parsed = files.map((f) => readKubeconfigFile(f));
   const kc = new KubeConfigImpl();
   try {
-    kc.loadFromFile(files[0]!);
-    for (const f of files.slice(1)) {
+    loadInto(kc, parsed[0]!);
+    for (const p of parsed.slice(1)) {
       const more = new KubeConfigImpl();
-      more.loadFromFile(f);
+      loadInto(more, p);
       kc.mergeConfig(more, true);
     }
   } catch (err) {
     throw new KtrailError(ErrorCode.CONFIG_READ, `cannot load kubeconfig ${files.join(path.delimiter)}: ${(err as Error).message}`, { cause: err });
   }
-  if (opts.context !== undefined) {
-    if (!kc.getContextObject(opts.context)) {
-      throw new KtrailError(ErrorCode.CONFIG_INVALID, `kubeconfig ${files[0]} has no context "${opts.context}"`);
+  if (context !== undefined) {
+    if (!kc.getContextObject(context)) {
+      throw new KtrailError(ErrorCode.CONFIG_INVALID, `kubeconfig ${files[0]} has no context "${context}"`);
     }
-    kc.setCurrentContext(opts.context);
+    kc.setCurrentContext(context);
   }
   const cluster = kc.getCurrentCluster();
   const user = kc.getCurrentUser();
   if (!cluster) {
     throw new KtrailError(ErrorCode.CONFIG_INVALID, `kubeconfig ${files.join(path.delimiter)}: the current context names no known cluster`);
   }
-  const ctxObj = kc.getContextObject(kc.getCurrentContext());
-  return {
-    server: cluster.server.replace(/\/+$/, ''),
-    tls: tlsOptions(cluster, user),
-    auth: authFor(kc, user, files),
-    namespace: ctxObj?.namespace,
-    source: 'kubeconfig',
-    origin: files.join(path.delimiter),
-  };
+  const findings = [...parsed.flatMap((p) => p.findings), ...missingFiles(parsed, cluster.name, user?.name)];
+  return { kc, parsed, cluster, user, findings };
+}
+
+/**
+ * What `ktrail check` says about the Kubernetes connection a component would
+ * use, without connecting: unknown kubeconfig keys, files that do not exist,
+ * or why no connection could be built.
+ */
+export function kubeconfigWarnings(opts: KubeConnectionOptions = {}): string[] {
+  const env = process.env;
+  const saDir = opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+  if (opts.kubeconfig === undefined && env.KUBERNETES_SERVICE_HOST && fs.existsSync(path.join(saDir, 'token'))) return [];
+  const files = opts.kubeconfig !== undefined ? [opts.kubeconfig] : kubeconfigFiles(env);
+  if (files.length === 0) {
+    return ['no Kubernetes API configuration found here: not in a pod, no $KUBECONFIG, no ~/.kube/config (fine if the config is meant for a pod)'];
+  }
+  try {
+    return resolveKubeconfig(files, opts.context).findings.map(formatFinding);
+  } catch (err) {
+    return [(err as Error).message];
+  }
+}
+
+/** Hands a normalised kubeconfig to client-node; relative CA/cert/key paths are relative to the file's directory. */
+function loadInto(kc: KubeConfig, file: KubeconfigFile): void {
+  kc.loadFromString(JSON.stringify(file.forClientNode));
+  kc.makePathsAbsolute(path.dirname(path.resolve(file.file)));
 }
 
 function inCluster(kc: KubeConfig, saDir: string): KubeConnection {
@@ -127,6 +181,7 @@ function inCluster(kc: KubeConfig, saDir: string): KubeConnection {
     namespace: fs.existsSync(nsFile) ? fs.readFileSync(nsFile, 'utf8').trim() : undefined,
     source: 'in-cluster',
     origin: saDir,
+    warnings: [],
   };
 }
 
@@ -140,48 +195,39 @@ function kubeconfigFiles(env: NodeJS.ProcessEnv): string[] {
   return [];
 }
 
-function tlsOptions(cluster: Cluster, user: User | null): KubeTlsOptions {
+function tlsOptions(cluster: Cluster, user: User | null, files: readonly string[]): KubeTlsOptions {
   const tls: KubeTlsOptions = {};
   if (cluster.skipTLSVerify) tls.rejectUnauthorized = false;
   if (cluster.tlsServerName) tls.servername = cluster.tlsServerName;
-  const ca = fileOrData(cluster.caFile, cluster.caData);
+  const ca = fileOrData(cluster.caFile, cluster.caData, 'certificate-authority', files);
   if (ca) tls.ca = ca;
-  const cert = fileOrData(user?.certFile, user?.certData);
+  const cert = fileOrData(user?.certFile, user?.certData, 'client-certificate', files);
   if (cert) tls.cert = cert;
-  const key = fileOrData(user?.keyFile, user?.keyData);
+  const key = fileOrData(user?.keyFile, user?.keyData, 'client-key', files);
   if (key) tls.key = key;
   return tls;
 }
 
-function fileOrData(file: string | undefined, data: string | undefined): Buffer | undefined {
-  if (file) return fs.readFileSync(file);
+function fileOrData(file: string | undefined, data: string | undefined, key: string, files: readonly string[]): Buffer | undefined {
+  if (file) {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new KtrailError(ErrorCode.CONFIG_READ, `kubeconfig ${files.join(path.delimiter)}: cannot read the ${key} file ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
   if (data) return Buffer.from(data, 'base64');
   return undefined;
 }
 
-function authFor(kc: KubeConfig, user: User | null, files: string[]): KubeAuth {
+function authFor(kc: KubeConfig, user: User | null, raw: KubeconfigUser | undefined): KubeAuth {
   if (!user) return { kind: 'none' };
-  // client-node reads a user's `token-file` once at load time; find its path so it can be re-read.
-  const tokenFile = rawTokenFile(files, user.name);
-  if (tokenFile) return { kind: 'token-file', file: new Secret({ file: tokenFile }) };
+  // kubectl's `tokenFile` (or client-node's `token-file`): read by ktrail, re-read when it changes and after a 401.
+  if (raw?.tokenFile) return { kind: 'token-file', file: new Secret({ file: raw.tokenFile }) };
   const providerFile = (user.authProvider as { config?: { tokenFile?: unknown } } | undefined)?.config?.tokenFile;
   if (typeof providerFile === 'string' && providerFile !== '') return { kind: 'token-file', file: new Secret({ file: providerFile }) };
   if (user.exec || user.authProvider) return { kind: 'kubeconfig-plugin', kubeConfig: kc };
   if (user.token) return { kind: 'token', token: user.token };
   if (user.username) return { kind: 'basic', username: user.username, password: user.password ?? '' };
   return { kind: 'none' };
-}
-
-function rawTokenFile(files: string[], userName: string): string | undefined {
-  for (const file of files) {
-    try {
-      const doc = parseYaml(fs.readFileSync(file, 'utf8')) as { users?: Array<{ name?: string; user?: Record<string, unknown> }> } | null;
-      const entry = doc?.users?.find((u) => u.name === userName);
-      const tf = entry?.user?.['token-file'];
-      if (typeof tf === 'string' && tf !== '') return path.isAbsolute(tf) ? tf : path.join(path.dirname(file), tf);
-    } catch {
-      // The file loaded through KubeConfig above; a second parse failing changes nothing.
-    }
-  }
-  return undefined;
 }

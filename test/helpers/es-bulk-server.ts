@@ -517,6 +517,11 @@ export class EsBulkServer {
       return;
     }
 
+    if (path === '/_cluster/health' && req.method === 'GET') {
+      send(200, { cluster_name: this.#rootInfo().cluster_name, status: 'green', timed_out: false, number_of_nodes: 1, number_of_data_nodes: 1 });
+      return;
+    }
+
     if (isBulk) {
       if (req.method !== 'POST' && req.method !== 'PUT') {
         send(405, { error: `Incorrect HTTP method for uri [${record.url}] and method [${req.method}], allowed: [POST, PUT]`, status: 405 });

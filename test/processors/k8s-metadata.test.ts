@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LogRecord } from '../../src/pipeline/record.ts';
 import { k8sMetadataProcessor, type Enrichment, type K8sMetadataConfig, type K8sMetadataProcessor } from '../../src/processors/k8s-metadata/k8s-metadata.ts';
@@ -62,7 +63,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
 });
 
-async function startProcessor(extra: Partial<Record<keyof K8sMetadataConfig, unknown>> = {}, opts: { waitSync?: boolean } = {}) {
+async function startProcessor(extra: Partial<Record<keyof K8sMetadataConfig, unknown>> = {}, opts: { waitSync?: boolean; log?: Logger } = {}) {
   const cfg = k8sMetadataProcessor.schema.parse({
     kubeconfig,
     annotations: ['prometheus.io/*'],
@@ -72,6 +73,7 @@ async function startProcessor(extra: Partial<Record<keyof K8sMetadataConfig, unk
     ...extra,
   }) as K8sMetadataConfig;
   const ctx = processorContext('meta', 'k8s_metadata');
+  if (opts.log) ctx.log = opts.log;
   const p = k8sMetadataProcessor.create(cfg, ctx) as K8sMetadataProcessor;
   running.push(p);
   await p.start();
@@ -237,6 +239,54 @@ describe('k8s_metadata with the API emulation', () => {
     const [found] = await p.process([rawRecord(line)]);
     expect(kubeOf(found!)?.object).toMatchObject({ name: 'ghost-0', labels: { app: 'ghost' } });
     expect(gets()).toHaveLength(1);
+  });
+
+  it('a pod the API answers 404 for is counted and logged as not_found, also while the first list is still failing', async () => {
+    // The pod list fails three times (backoff >= 1.5 s): the first batch's wait for the list gives up,
+    // and the GET for the missing pod still gets its answer inside lookup_timeout.
+    // Its own server: the failures not consumed by the end of the test must not reach the others.
+    const own = await KubeApiServer.start({ token: TOKEN });
+    const ownDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-'));
+    try {
+      own.failNext(3, 500, { path: /^\/api\/v1\/pods$/, method: 'GET' });
+      const lines: Array<{ level: string; msg: string; unenriched?: Record<string, number> }> = [];
+      const log = pino({ level: 'debug', formatters: { level: (label: string) => ({ level: label }) } }, { write: (s: string) => lines.push(JSON.parse(s)) });
+      const { p, ctx } = await startProcessor({ kubeconfig: writeKubeconfig(ownDir, own.url, TOKEN), lookup_timeout: '600ms' }, { waitSync: false, log });
+      const line = auditLine({ verb: 'delete', code: 404, objectRef: { resource: 'pods', namespace: 'shop', name: 'gone-0', apiVersion: 'v1' } });
+      const [r] = await p.process([rawRecord(line)]);
+      expect(p.synced).toBe(false);
+      expect(kubeOf(r!)).toEqual({ cluster: 'emu' });
+      expect(own.requests.filter((q) => q.path === '/api/v1/namespaces/shop/pods/gone-0').map((q) => q.status)).toEqual([404]);
+      expect(await counterValue(ctx.metrics, FAILURES, { reason: 'not_found' })).toBe(1);
+      expect(await counterValue(ctx.metrics, FAILURES, { reason: 'timeout' })).toBe(0);
+      expect(lines.filter((l) => l.unenriched !== undefined).map((l) => [l.level, l.unenriched])).toEqual([['debug', { not_found: 1 }]]);
+      await p.stop();
+    } finally {
+      await own.close();
+      fs.rmSync(ownDir, { recursive: true, force: true });
+    }
+  });
+
+  it("logs the kubeconfig's unknown keys at warn when it starts, and still works with kubectl's tokenFile", async () => {
+    const kdir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-'));
+    try {
+      fs.writeFileSync(path.join(kdir, 'token'), TOKEN);
+      const file = path.join(kdir, 'kubeconfig');
+      fs.writeFileSync(
+        file,
+        `apiVersion: v1\nclusters:\n- name: emu\n  cluster: { server: "${server.url}", insecure-skip-tls-verfy: true }\nusers:\n- name: u\n  user: { tokenFile: token }\ncontexts:\n- name: emu\n  context: { cluster: emu, user: u }\ncurrent-context: emu\n`,
+      );
+      const lines: Array<{ level: string; msg: string }> = [];
+      const log = pino({ level: 'info', formatters: { level: (label: string) => ({ level: label }) } }, { write: (s: string) => lines.push(JSON.parse(s)) });
+      const { p } = await startProcessor({ kubeconfig: file }, { log });
+      expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+        `kubeconfig ${file}: clusters[0].cluster.insecure-skip-tls-verfy: unknown key "insecure-skip-tls-verfy" (of "emu"), ignored; did you mean "insecure-skip-tls-verify"?`,
+      ]);
+      const [r] = await p.process([rawRecord(auditLine({ verb: 'get', objectRef: podRef(web) }))]);
+      expect(kubeOf(r!)?.object?.name).toBe(web.metadata.name);
+    } finally {
+      fs.rmSync(kdir, { recursive: true, force: true });
+    }
   });
 
   it('a miss for a pod the watch has not delivered yet is answered by a GET', async () => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { duration, size } from '../../config/units.ts';
 import type { InputPlugin } from '../../plugin.ts';
+import { inspectAuditFile } from './check.ts';
 import { describeCheckpoints } from './checkpoints.ts';
 import { AuditFileInput, openAuditFiles } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
@@ -87,4 +88,5 @@ export const auditFileInput: InputPlugin<typeof schema> = {
     return prepared;
   },
   describeState: (db) => describeCheckpoints(db),
+  inspect: (cfg) => inspectAuditFile(cfg),
 };

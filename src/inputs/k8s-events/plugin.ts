@@ -4,6 +4,7 @@ import { ErrorCode, errorMessage, KtrailError } from '../../errors.ts';
 import { sleep } from '../../outputs/backoff.ts';
 import type { HealthReport, Input, InputContext, InputPlugin } from '../../plugin.ts';
 import { KubeClient } from '../../kube/client.ts';
+import { inspectKube, probeKube } from '../../kube/check.ts';
 import { loadKubeConnection } from '../../kube/config.ts';
 import type { LeaseElector } from '../../kube/lease.ts';
 import { Committer } from './committer.ts';
@@ -123,6 +124,7 @@ class K8sEventsInput implements Input {
     const state = new EventsState(ctx.state.db, ctx.name);
     this.#state = state;
     const conn = loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context });
+    for (const w of conn.warnings ?? []) ctx.log.warn({ kubeconfig: conn.origin }, w);
     this.#client = new KubeClient(conn, { requestTimeoutMs: cfg.request_timeout });
     ctx.log.info(
       { server: conn.server, source: conn.source, mode: cfg.mode, api: cfg.api, namespaces: cfg.namespaces.length ? cfg.namespaces : 'all', leaderElection: cfg.leader_election.enabled },
@@ -360,4 +362,11 @@ export const k8sEventsInput: InputPlugin<typeof schema> = {
   schema,
   create: (cfg, ctx) => new K8sEventsInput(cfg, ctx),
   describeState: describeEventsState,
+  inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),
+  // The list the input starts with: events of its first namespace, or of all.
+  probe: (cfg, ctx) => {
+    const base = cfg.api === 'core/v1' ? '/api/v1' : '/apis/events.k8s.io/v1';
+    const ns = cfg.namespaces[0];
+    return probeKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }, ns === undefined ? `${base}/events` : `${base}/namespaces/${encodeURIComponent(ns)}/events`, ctx);
+  },
 };

@@ -7,6 +7,7 @@ import { Authorizer, esAuthSchema, urlBasicAuth } from '../auth.ts';
 import { ByteWriterPool } from '../byte-writer.ts';
 import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../http/status.ts';
 import { parsePattern, TimePattern } from '../time-pattern.ts';
+import { probeHttp } from '../probe.ts';
 import { HttpPool, tlsSchema } from '../tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
 
@@ -176,4 +177,32 @@ export const elasticsearchOutput: OutputPlugin<typeof schema> = {
   schema,
   senderDefaults: { maxBatchBytes: 5 * 1024 * 1024, maxBatchRecords: 10_000, flushIntervalMs: 1000, concurrency: 2, requestTimeoutMs: 60_000 },
   create: (cfg, ctx) => new ElasticsearchOutput(cfg, ctx),
+  probe: async (cfg, ctx) => {
+    const url = new URL(cfg.url);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v;
+    const result = await probeHttp(
+      {
+        url,
+        method: 'GET',
+        path: `${url.pathname.replace(/\/+$/, '')}/_cluster/health`,
+        headers,
+        auth: cfg.auth,
+        tls: cfg.tls,
+        judge: (status, body) => {
+          if (status < 200 || status >= 300) return { ok: false, note: `GET _cluster/health answered HTTP ${status}` };
+          let health: string | undefined;
+          try {
+            health = (JSON.parse(body) as { status?: string }).status;
+          } catch {
+            // Not JSON: a proxy's page, say.
+          }
+          if (health === undefined) return { ok: false, note: 'the answer is not Elasticsearch/OpenSearch cluster health (a proxy or another service at this URL?)' };
+          return { ok: true, note: `cluster status ${health}` };
+        },
+      },
+      ctx,
+    );
+    return [result];
+  },
 };

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { size } from '../../config/units.ts';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import { fileWriteProblem } from '../../config/writable.ts';
 import { errorMessage } from '../../errors.ts';
 
 /**
@@ -195,4 +196,17 @@ export const fileOutput: OutputPlugin<typeof schema> = {
   schema,
   senderDefaults: { flushIntervalMs: 200 },
   create: (cfg, ctx) => new FileOutput(cfg, ctx),
+  inspect: (cfg) => {
+    const problem = writeProblem(cfg.path);
+    return { warnings: problem === undefined ? [] : [`path: the output cannot write its files: ${problem}`], notes: [] };
+  },
+  probe: async (cfg) => {
+    const problem = writeProblem(cfg.path);
+    return [{ target: path.resolve(cfg.path), ok: problem === undefined, detail: problem ?? 'a local file, no connection needed; writable' }];
+  },
 };
+
+/** Rolling creates new files next to `path`: its directory must be writable too (the standard streams excepted). */
+function writeProblem(p: string): string | undefined {
+  return ALLOWED_DEVICES.has(path.resolve(p)) ? undefined : fileWriteProblem(p);
+}

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { Authorizer, httpAuthSchema, urlBasicAuth } from '../auth.ts';
 import { ByteWriterPool } from '../byte-writer.ts';
+import { probeHttp } from '../probe.ts';
 import { HttpPool, tlsSchema } from '../tls.ts';
 import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
 
@@ -29,6 +30,16 @@ const schema = z.strictObject({
   idempotency_header: z.string().default('Idempotency-Key').describe('Header that carries the request key, stable across retries and restarts; "" sends none.'),
   auth: httpAuthSchema.optional(),
   tls: tlsSchema.optional(),
+  probe: z
+    .strictObject({
+      url: z
+        .url({ protocol: /^https?$/, error: 'write an http:// or https:// URL' })
+        .optional()
+        .describe('Health endpoint to request instead of `url`; it must answer 2xx. Sent with the output\'s auth, headers and TLS settings.'),
+      method: z.enum(['HEAD', 'OPTIONS', 'GET']).default('HEAD').describe('Method of the probe request.'),
+    })
+    .default({ method: 'HEAD' })
+    .describe('What `ktrail check --connect` requests. Default: HEAD on `url`, where any answer but 401/403 and 5xx counts (many endpoints take only POST).'),
 });
 export type HttpOutputConfig = z.output<typeof schema>;
 
@@ -128,4 +139,29 @@ export const httpOutput: OutputPlugin<typeof schema> = {
   schema,
   senderDefaults: { maxBatchBytes: 1024 * 1024, flushIntervalMs: 1000, concurrency: 1, requestTimeoutMs: 30_000 },
   create: (cfg, ctx) => new HttpOutput(cfg, ctx),
+  probe: async (cfg, ctx) => {
+    const explicit = cfg.probe.url !== undefined;
+    const url = new URL(cfg.probe.url ?? cfg.url);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(cfg.headers)) if (!RESERVED.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+    const method = cfg.probe.method;
+    const result = await probeHttp(
+      {
+        url,
+        method,
+        path: `${url.pathname}${url.search}`,
+        headers,
+        auth: cfg.auth,
+        tls: cfg.tls,
+        judge: (status) => {
+          if (status >= 200 && status < 300) return { ok: true, note: '' };
+          // A configured health endpoint must be healthy; the ingest URL itself often refuses other methods than POST.
+          if (explicit || status >= 500 || status === 407) return { ok: false, note: `${method} answered HTTP ${status}` };
+          return { ok: true, note: `${method} answered HTTP ${status}, which does not refuse the credentials` };
+        },
+      },
+      ctx,
+    );
+    return [result];
+  },
 };

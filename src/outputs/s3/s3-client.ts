@@ -148,15 +148,27 @@ export class S3Client {
     await this.#request('DELETE', key, { uploadId }, {}, undefined, signal);
   }
 
+  /** HeadBucket: the bucket exists and these credentials may use it (`ktrail check --connect`). */
+  async headBucket(signal: AbortSignal): Promise<{ status: number; headers: IncomingHttpHeaders }> {
+    const res = await this.#request('HEAD', undefined, {}, {}, undefined, signal);
+    return { status: res.status, headers: res.headers };
+  }
+
+  /** Origin and path of the bucket, for messages (no credentials in it). */
+  get bucketUrl(): string {
+    return `${this.#protocol}//${this.#hostHeader}${this.#basePath || '/'}`;
+  }
+
   async #request(
     method: string,
-    key: string,
+    key: string | undefined,
     query: Record<string, string>,
     extraHeaders: Record<string, string>,
     body: Buffer | undefined,
     signal: AbortSignal,
   ): Promise<S3Response> {
-    const path = `${this.#basePath}/${encodeKey(key)}`;
+    // No key: the bucket itself (path-style /bucket, virtual-hosted /).
+    const path = key === undefined ? this.#basePath || '/' : `${this.#basePath}/${encodeKey(key)}`;
     const headers: Record<string, string> = {
       ...extraHeaders,
       host: this.#hostHeader,

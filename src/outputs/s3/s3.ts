@@ -3,12 +3,14 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { SpooledRecord } from '../../pipeline/record.ts';
-import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import type { OutboundRequest, Output, OutputContext, OutputPlugin, ProbeContext, ProbeResult, SendOutcome } from '../../plugin.ts';
 import { secret, type Secret } from '../../config/secret.ts';
 import { duration, size } from '../../config/units.ts';
 import { errorMessage } from '../../errors.ts';
 import { ByteWriterPool } from '../byte-writer.ts';
+import { maskUrl, scrubText } from '../../telemetry/scrub.ts';
 import { transportFailure } from '../http/status.ts';
+import { describeTransportError, tlsWord } from '../probe.ts';
 import { parsePattern, TimePattern } from '../time-pattern.ts';
 import { tlsSchema } from '../tls.ts';
 import { S3Client, S3Error, type AwsCredentials, type CompletedPart, type CredentialProvider } from './s3-client.ts';
@@ -289,4 +291,44 @@ export const s3Output: OutputPlugin<typeof schema> = {
   senderDefaults: { maxBatchBytes: 32 * MIB, flushIntervalMs: 60_000, concurrency: 1, maxBatchRecords: 10_000_000, requestTimeoutMs: 300_000 },
   senderDefaultsFor: (cfg) => ({ maxBatchBytes: cfg.max_object_bytes, flushIntervalMs: cfg.max_object_age }),
   create: (cfg, ctx) => new S3Output(cfg, ctx),
+  probe: async (cfg, ctx) => [await probeBucket(cfg, ctx)],
 };
+
+/** HeadBucket, signed by the same client and credential chain the output uploads with. */
+async function probeBucket(cfg: S3OutputConfig, ctx: ProbeContext): Promise<ProbeResult> {
+  const region = cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
+  let client: S3Client;
+  try {
+    client = await S3Client.create({
+      bucket: cfg.bucket,
+      region,
+      endpoint: cfg.endpoint,
+      forcePathStyle: cfg.force_path_style,
+      credentials: await credentialProvider(cfg),
+      tls: cfg.tls,
+      log: ctx.log,
+    });
+    client.start();
+  } catch (err) {
+    return { target: `HeadBucket ${cfg.bucket}`, ok: false, detail: `cannot build the client: ${scrubText(errorMessage(err))}` };
+  }
+  const target = `HeadBucket ${maskUrl(client.bucketUrl)}`;
+  const tls = tlsWord(new URL(client.bucketUrl));
+  try {
+    await client.headBucket(ctx.signal);
+    return { target, ok: true, detail: `reachable, ${tls}, credentials accepted (bucket ${cfg.bucket} exists, region ${region})` };
+  } catch (err) {
+    if (!(err instanceof S3Error)) return { target, ok: false, detail: describeTransportError(err) };
+    // A HEAD answer has no body: then the status is all S3 said.
+    const said = [err.code === `HTTP${err.status}` ? '' : err.code, err.message === 'no details' ? '' : err.message].filter((x) => x !== '').join(': ');
+    const detail = scrubText(said).slice(0, 200);
+    const paren = (status: number) => `(HTTP ${status}${detail ? ` ${detail}` : ''})`;
+    if (err.status === 0) return { target, ok: false, detail: `no usable AWS credentials: ${detail || err.code}` };
+    if (err.status === 403) return { target, ok: false, detail: `reachable, ${tls}, credentials rejected or not allowed to use the bucket ${paren(403)}` };
+    if (err.status === 404) return { target, ok: false, detail: `reachable, ${tls}, credentials accepted, but bucket ${cfg.bucket} does not exist (HTTP 404)` };
+    if (err.status === 301) return { target, ok: false, detail: `reachable, ${tls}, but the bucket is in another region than ${region} (HTTP 301); set region` };
+    return { target, ok: false, detail: `reachable, ${tls}, but HeadBucket answered ${paren(err.status)}` };
+  } finally {
+    await client.close();
+  }
+}

@@ -23,4 +23,5 @@ export const stdoutOutput: OutputPlugin<typeof schema> = {
   schema,
   senderDefaults: { flushIntervalMs: 200, maxBatchBytes: 256 * 1024 },
   create: () => new StdoutOutput(),
+  probe: async () => [{ target: 'standard output', ok: true, detail: 'no connection needed' }],
 };

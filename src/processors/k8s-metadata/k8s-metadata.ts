@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import { errorMessage } from '../../errors.ts';
 import { KubeApiError, KubeClient } from '../../kube/client.ts';
+import { inspectKube, probeKube } from '../../kube/check.ts';
 import { loadKubeConnection } from '../../kube/config.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
 import type { ComponentContext, Processor, ProcessorPlugin } from '../../plugin.ts';
@@ -134,6 +135,8 @@ export class K8sMetadataProcessor implements Processor {
   #sweepTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   #lastGetWarnMs = 0;
+  #lastFailureWarnMs = 0;
+  readonly #unloggedFailures = new Map<Failure, number>();
 
   constructor(cfg: K8sMetadataConfig, ctx: ComponentContext) {
     this.#cfg = cfg;
@@ -150,7 +153,9 @@ export class K8sMetadataProcessor implements Processor {
 
   async start(): Promise<void> {
     const cfg = this.#cfg;
-    this.#client = new KubeClient(loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context }), { requestTimeoutMs: cfg.api_timeout });
+    const conn = loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context });
+    for (const w of conn.warnings ?? []) this.#ctx.log.warn({ kubeconfig: conn.origin }, w);
+    this.#client = new KubeClient(conn, { requestTimeoutMs: cfg.api_timeout });
     const feed: FeedOptions = {
       ctx: this.#ctx,
       client: this.#client,
@@ -211,7 +216,9 @@ export class K8sMetadataProcessor implements Processor {
     }
     if (needPods && !this.#synced && !this.#syncWaitGaveUp && this.#client !== undefined) {
       // Right after start the first list is on its way: misses now would mostly be GETs for pods it brings.
-      await this.#until(this.#syncedPromise, deadline);
+      // The wait takes at most half the budget, so a GET for a pod the list cannot bring (a deleted one)
+      // is still answered in this batch: a 404 is then counted as not_found, not as a timeout.
+      await this.#until(this.#syncedPromise, deadline - this.#cfg.lookup_timeout / 2);
       if (!this.#synced) this.#syncWaitGaveUp = true;
     }
 
@@ -241,7 +248,27 @@ export class K8sMetadataProcessor implements Processor {
       this.#enrich(job);
     }
     for (const [reason, n] of failures) this.#ctx.metrics.metaEnrichFailures.inc({ ...this.#labels, reason }, n);
+    if (failures.size > 0) this.#logFailures(failures);
     return records;
+  }
+
+  /**
+   * Says why records passed on unenriched, by reason (the metric's labels): at most once a minute,
+   * with the counts since the last line. Only missing pods (deleted, normal) log at debug.
+   */
+  #logFailures(failures: ReadonlyMap<Failure, number>): void {
+    for (const [reason, n] of failures) this.#unloggedFailures.set(reason, (this.#unloggedFailures.get(reason) ?? 0) + n);
+    const now = Date.now();
+    const onlyNotFound = [...this.#unloggedFailures.keys()].every((r) => r === 'not_found');
+    if (!onlyNotFound && now - this.#lastFailureWarnMs < 60_000) return;
+    const unenriched = Object.fromEntries(this.#unloggedFailures);
+    this.#unloggedFailures.clear();
+    if (onlyNotFound) {
+      this.#ctx.log.debug({ unenriched }, 'k8s_metadata: records name pods the API does not have (not_found)');
+      return;
+    }
+    this.#lastFailureWarnMs = now;
+    this.#ctx.log.warn({ unenriched, lookupTimeoutMs: this.#cfg.lookup_timeout }, 'k8s_metadata: records passed on without pod metadata, counts by reason (logged at most once a minute)');
   }
 
   #refsOf(record: LogRecord): RecordRefs | undefined {
@@ -365,4 +392,10 @@ export const k8sMetadataProcessor: ProcessorPlugin<typeof schema> = {
   description: 'Add pod metadata (labels, node, owner, annotations) for the pod acted on and the pod that acted, from a watch-fed cache.',
   schema,
   create: (cfg, ctx) => new K8sMetadataProcessor(cfg, ctx),
+  inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),
+  // The pod list the cache starts with.
+  probe: (cfg, ctx) => {
+    const ns = cfg.namespaces[0];
+    return probeKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }, ns === undefined ? '/api/v1/pods' : `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`, ctx);
+  },
 };
