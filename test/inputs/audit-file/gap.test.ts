@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatStatus, readStatus } from '../../../src/cli/status.ts';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, fetchMetrics, Gate, InProcessAgent, line, metricValue, readSink, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
 
@@ -104,5 +105,63 @@ describe('audit_file: files deleted before they were read', () => {
     running.pop();
     expect(readSink(outFile).map((r) => r.id)).toEqual(expected);
     expect(expected).toContain(`${auditId(229)}:ResponseComplete`);
+  });
+
+  it('reports what was rotated away unseen while the agent was down as a gap with its time span, and reads everything on disk at the restart', async () => {
+    const root = tmpDir();
+    const auditDir = path.join(root, 'audit');
+    const stateDir = path.join(root, 'state');
+    const outFile = path.join(root, 'out', 'audit.ndjson');
+    // Records stamped with the real time, as kube-apiserver writes them.
+    const nowLine = (seq: number) => {
+      const t = new Date().toISOString();
+      return JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', level: 'Metadata', auditID: auditId(seq), stage: 'ResponseComplete', requestURI: `/api/v1/namespaces/default/configmaps/cm-${seq}`, verb: 'get', requestReceivedTimestamp: t, stageTimestamp: t });
+    };
+    const writer = new LumberjackWriter({ dir: auditDir, maxSizeBytes: 8 * 1024, maxBackups: 3 });
+    let seq = 0;
+    const write = async (n: number) => {
+      for (let i = 0; i < n; i++, seq++) await writer.write(nowLine(seq));
+      await writer.mill();
+    };
+    await write(30);
+    const yaml = configYaml({ auditDir, stateDir, outFile });
+    const first = await InProcessAgent.start(yaml, { logFile: path.join(root, 'run1.log') });
+    running.push(first);
+    await waitFor(() => readSink(outFile).length >= 30, 10_000, 'first records at the sink');
+    await first.stop();
+    running.pop();
+    const stoppedMs = Date.now();
+
+    // While it is down: more rotations than backups are kept, so no file it knew is left.
+    await new Promise((r) => setTimeout(r, 1100));
+    await write(600);
+    await writer.close();
+    const onDisk = fs.readdirSync(auditDir).flatMap((f) => linesOf(path.join(auditDir, f)).map((l) => l.id));
+    const firstOnDisk = Math.min(...fs.readdirSync(auditDir).map((f) => Date.parse((JSON.parse(fs.readFileSync(path.join(auditDir, f), 'utf8').split('\n')[0]!) as { stageTimestamp: string }).stageTimestamp)));
+
+    const second = await InProcessAgent.start(yaml, { logFile: path.join(root, 'run2.log'), serveMetrics: true });
+    running.push(second);
+    await waitFor(() => readSink(outFile).length >= 30 + onDisk.length, 10_000, 'everything on disk at the sink');
+    const got = new Set(readSink(outFile).map((r) => r.id));
+    expect(onDisk.filter((id) => !got.has(id))).toEqual([]);
+
+    const warn = second
+      .logText()
+      .split('\n')
+      .filter((l) => l.includes('rotated away while ktrail was not reading'))
+      .map((l) => JSON.parse(l) as { from: string; to: string; estimatedFiles: number });
+    expect(warn).toHaveLength(1);
+    // The span runs from the last checkpoint (before the stop) to the first record still on disk.
+    expect(Date.parse(warn[0]!.from)).toBeLessThanOrEqual(stoppedMs);
+    expect(Date.parse(warn[0]!.to)).toBe(firstOnDisk);
+    expect(warn[0]!.estimatedFiles).toBeGreaterThanOrEqual(1);
+    const metrics = await fetchMetrics(second.metricsUrl);
+    expect(metricValue(metrics, 'ktrail_audit_file_gap_files_total', { input: 'audit', reason: 'rotated_unseen' })).toBe(warn[0]!.estimatedFiles);
+    expect(metricValue(metrics, 'ktrail_audit_file_gap_seconds_total', { input: 'audit' })).toBeCloseTo((firstOnDisk - Date.parse(warn[0]!.from)) / 1000, 2);
+    // And ktrail status shows it.
+    const gaps = second.agent.spool.db.prepare("SELECT reason, from_ms, to_ms, files FROM audit_file_gaps WHERE reason = 'rotated_unseen'").all() as Array<{ reason: string; from_ms: number; to_ms: number; files: number }>;
+    expect(gaps).toEqual([{ reason: 'rotated_unseen', from_ms: Date.parse(warn[0]!.from), to_ms: firstOnDisk, files: warn[0]!.estimatedFiles }]);
+    const status = formatStatus(readStatus(stateDir, Date.now(), {}));
+    expect(status).toContain(`gap=rotated_unseen  file=${path.join(auditDir, 'audit.log')}  from=${warn[0]!.from}  to=${warn[0]!.to}  files=${warn[0]!.estimatedFiles}`);
   });
 });

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fingerprintOf, readGzipHead, readGzipSize } from '../../../src/inputs/audit-file/identity.ts';
 import { isBlank, parseAuditLine, sniffOversize } from '../../../src/inputs/audit-file/parse.ts';
-import { compilePaths, globToRegExp, lastLineEnd, pathPatternProblem, Scanner } from '../../../src/inputs/audit-file/scan.ts';
+import { backupsOf, compilePaths, coveredFiles, globToRegExp, lastLineEnd, pathPatternProblem, Scanner } from '../../../src/inputs/audit-file/scan.ts';
 import { line, removeTmpDirs, tmpDir } from './harness.ts';
 
 afterEach(removeTmpDirs);
@@ -99,5 +100,29 @@ describe('Scanner', () => {
     fh = await fsp.open(f, 'r');
     expect(await lastLineEnd(fh, 10)).toBe(0);
     await fh.close();
+  });
+});
+
+describe('an exact path follows its rotation', () => {
+  it('covers the lumberjack backups of that name (plain and .gz), nothing else', () => {
+    const re = backupsOf('audit.log');
+    expect(['audit-2024-05-01T10-00-00.000.log', 'audit-2024-05-01T10-00-00.000.log.gz'].every((n) => re.test(n))).toBe(true);
+    expect(['audit.log.1', 'audit-x.log', 'other-2024-05-01T10-00-00.000.log', 'audit-2024-05-01T10-00-00.000.json', 'audit-2024-05-01T10-00-00.log'].some((n) => re.test(n))).toBe(false);
+    expect(backupsOf('audit').test('audit-2024-05-01T10-00-00.000')).toBe(true);
+  });
+
+  it('coveredFiles lists the active file with its backups, oldest first, and honours exclude', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-cover-'));
+    try {
+      for (const n of ['audit.log', 'audit-2024-05-01T10-00-02.000.log', 'audit-2024-05-01T10-00-01.000.log.gz', 'audit.log.bak', 'other.log']) fs.writeFileSync(path.join(dir, n), '');
+      expect(coveredFiles([path.join(dir, 'audit.log')], []).map((f) => path.basename(f))).toEqual([
+        'audit-2024-05-01T10-00-01.000.log.gz',
+        'audit-2024-05-01T10-00-02.000.log',
+        'audit.log',
+      ]);
+      expect(coveredFiles([path.join(dir, 'audit.log')], ['*.gz']).map((f) => path.basename(f))).toEqual(['audit-2024-05-01T10-00-02.000.log', 'audit.log']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

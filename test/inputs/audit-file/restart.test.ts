@@ -34,8 +34,7 @@ function checkpoints(stateDir: string): Row[] {
   }
 }
 
-function setup(extraInput: Record<string, unknown> = {}) {
-  const root = tmpDir();
+function setup(extraInput: Record<string, unknown> = {}, root = tmpDir()) {
   const auditDir = path.join(root, 'audit');
   const stateDir = path.join(root, 'state');
   const outFile = path.join(root, 'out', 'audit.ndjson');
@@ -103,8 +102,13 @@ describe('audit_file: restart (real agent process)', () => {
     await writer.close();
   });
 
-  it('survives 20 SIGKILLs at random moments while writing continues: every auditID arrives, duplicates only from in-flight batches', async () => {
-    const { auditDir, outFile, start } = setup();
+  // `audit.log` alone, as most configs name it: the exact path covers its lumberjack backups.
+  it.each([
+    ['audit*.log*', undefined],
+    ['audit.log (exact path)', 'audit.log'],
+  ])('survives 20 SIGKILLs at random moments while writing continues (paths: %s): every auditID arrives, duplicates only from in-flight batches', async (_name, exact) => {
+    const root = tmpDir();
+    const { auditDir, outFile, start } = setup(exact ? { paths: [path.join(root, 'audit', exact)] } : {}, root);
     const writer = new LumberjackWriter({ dir: auditDir, maxSizeBytes: 32 * 1024, compress: true, compressDelayMs: 5 });
     const written: string[] = [];
     let seq = 0;

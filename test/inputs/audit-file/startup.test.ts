@@ -1,0 +1,59 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LumberjackWriter } from '../../helpers/lumberjack.ts';
+import { ChildAgent, configYaml, line, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
+
+const agents: ChildAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) {
+    a.kill('SIGKILL');
+    await a.exited;
+  }
+  removeTmpDirs();
+});
+
+function logLines(a: ChildAgent): Array<{ msg: string; files?: number; matched?: number; sinceStartMs?: number }> {
+  return a.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string });
+}
+
+describe('audit_file: files first (real agent process)', () => {
+  it('opens every matching file before the spool, the outputs and the telemetry server start', async () => {
+    const root = tmpDir();
+    const auditDir = path.join(root, 'audit');
+    const writer = new LumberjackWriter({ dir: auditDir, maxSizeBytes: 4 * 1024, compress: true });
+    for (let seq = 0; seq < 60; seq++) await writer.write(line(seq));
+    await writer.mill();
+    await writer.close();
+    const files = fs.readdirSync(auditDir).length;
+    expect(files).toBeGreaterThan(5);
+    const cfg = path.join(root, 'ktrail.yaml');
+    fs.writeFileSync(cfg, configYaml({ auditDir, stateDir: path.join(root, 'state'), outFile: path.join(root, 'out', 'audit.ndjson') }));
+    const agent = new ChildAgent(cfg);
+    agents.push(agent);
+    await agent.metricsUrl();
+    await waitFor(() => logLines(agent).some((l) => l.msg === 'ktrail started'), 10_000, 'started');
+
+    const msgs = logLines(agent).map((l) => l.msg);
+    const open = logLines(agent).find((l) => l.msg === 'audit files open')!;
+    expect(open).toMatchObject({ files, matched: files });
+    expect(open.sinceStartMs).toBeGreaterThan(0);
+    // Before anything else is started (the spool opens inside "ktrail started").
+    expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('audit_file input started'));
+    expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('ktrail started'));
+    expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('metrics and health endpoints listening'));
+    // The descriptors it opened are the ones the input reads with: still open, no second set.
+    const fds = fs.readdirSync(`/proc/${agent.child.pid}/fd`).map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${agent.child.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    const auditFds = fds.filter((t) => t.startsWith(auditDir));
+    expect(new Set(auditFds).size).toBe(auditFds.length);
+  });
+});
