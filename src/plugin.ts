@@ -208,9 +208,11 @@ export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
   /**
    * Runs first, before the spool, the other plugins and the telemetry server
    * start (audit_file opens every matching file here); what it returns is
-   * handed to `create` as `ctx.prepared`.
+   * handed to `create` as `ctx.prepared`. `early` is what the registry's early
+   * preparer of this type made of the raw config while it was being validated
+   * (see registry.ts); the plugin uses it only if it fits the validated config.
    */
-  prepare?(config: z.output<S>, log: Logger): Promise<unknown>;
+  prepare?(config: z.output<S>, log: Logger, early?: unknown): Promise<unknown>;
   /**
    * Rows for `ktrail status`, read from the plugin's own tables (read-only DB),
    * for every input of this type; each row names its `input`.

@@ -40,6 +40,19 @@ const entries: ReadonlyArray<{ kind: Kind; type: string; get(): Plugin }> = [
   { kind: 'output', type: 'http', get: () => (load('./outputs/http/http.ts') as typeof import('./outputs/http/http.ts')).httpOutput as Plugin },
 ];
 
+/**
+ * Work an input type can start on its raw, unvalidated config, before the
+ * validator (zod) has even loaded: audit_file opens its files. Each preparer
+ * module loads without the plugin's schema. Results reach `prepare` as `early`.
+ */
+const early: Readonly<Record<string, () => (raw: unknown) => Promise<unknown>>> = {
+  audit_file: () => (load('./inputs/audit-file/early.ts') as typeof import('./inputs/audit-file/early.ts')).openEarly,
+};
+
+export function earlyPreparer(type: unknown): ((raw: unknown) => Promise<unknown>) | undefined {
+  return typeof type === 'string' && Object.hasOwn(early, type) ? early[type]!() : undefined;
+}
+
 /** The types of one kind, in registry order (for messages and docs). */
 export function pluginTypes(kind: Kind): string[] {
   return entries.filter((e) => e.kind === kind).map((e) => e.type);

@@ -126,6 +126,10 @@ async function run(file: string | undefined): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Files first: the audit files the config names are opened before the
+  // validator even loads; kept if the validated config agrees (prepare.ts).
+  const { prepareInputs, runEarly } = await import('../pipeline/prepare.ts');
+  const early = await runEarly(file);
   const { loadConfigFile } = await import('../config/load.ts');
   let cfg;
   try {
@@ -142,10 +146,9 @@ async function run(file: string | undefined): Promise<number> {
   // Files first: every audit file the paths match is opened and held before
   // the spool, the outputs and the telemetry server load, so a backup that is
   // deleted during start-up is still read through its descriptor.
-  const { prepareInputs } = await import('../pipeline/prepare.ts');
   let prepared;
   try {
-    prepared = await prepareInputs(cfg, log);
+    prepared = await prepareInputs(cfg, log, early);
   } catch (err) {
     log.fatal({ err: errorMessage(err), code: (err as KtrailError).code }, 'ktrail failed');
     return 1;

@@ -1,7 +1,10 @@
+import { createRequire } from 'node:module';
 import tty from 'node:tty';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import { scrubText } from './scrub.ts';
+
+// pino-pretty loads only for the text format (a person at a terminal), not in containers.
+const load = createRequire(import.meta.url);
 
 export type { Logger };
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -29,6 +32,7 @@ export function createLogger(level: LogLevel = 'info', destination: number = 2, 
     hooks: { streamWrite: scrubText },
   };
   if (resolveLogFormat(format, destination) === 'text') {
+    const pretty = load('pino-pretty') as typeof import('pino-pretty');
     return pino(options, pretty({ destination, sync: true, colorize: tty.isatty(destination), ignore: 'pid,hostname,app', translateTime: 'SYS:HH:MM:ss.l' }));
   }
   return pino(options, pino.destination({ fd: destination, sync: true }));

@@ -301,16 +301,18 @@ export class AuditFileInput implements Input {
       }
     }
     for (const f of r.skipped) log.info({ file: f.path, offset: f.offset }, 'file seen for the first time skipped to its end (start_at: end / ignore_older)');
-    for (const { file, gapBytes, reason } of r.removed) {
+    for (const { file, gapBytes, reason, endUnknown } of r.removed) {
       this.#dropLag(file);
-      if (gapBytes <= 0) continue;
+      if (gapBytes <= 0 && !endUnknown) continue;
       metrics.auditGapBytes.inc({ input: this.#name, reason }, gapBytes);
       metrics.auditGapFiles.inc({ input: this.#name, reason });
       log.warn(
-        { file: file.path, lostBytes: gapBytes, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
+        { file: file.path, lostBytes: gapBytes, atLeast: endUnknown || undefined, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
         reason === 'truncated'
           ? `gap: ${file.path} was truncated before it was read to the end; ${gapBytes} bytes lost`
-          : `gap: ${file.path} left the configured paths (deleted, or renamed out of them) before it was read to the end; ${gapBytes} bytes lost`,
+          : endUnknown
+            ? `gap: ${file.path} was rotated away and deleted before ktrail saw it again; at least ${gapBytes} bytes lost (its final size is unknown)`
+            : `gap: ${file.path} left the configured paths (deleted, or renamed out of them) before it was read to the end; ${gapBytes} bytes lost`,
       );
     }
   }
@@ -321,7 +323,7 @@ export class AuditFileInput implements Input {
     const rows: CheckpointRow[] = r.dirty.map((f) => f.toRow(nowMs));
     const removed = r.removed.map((x) => x.file.id);
     const gaps: GapRecord[] = [
-      ...r.removed.filter((x) => x.gapBytes > 0).map((x) => ({ reason: x.reason, file: x.file.path, files: 1, bytes: x.gapBytes })),
+      ...r.removed.filter((x) => x.gapBytes > 0 || x.endUnknown).map((x) => ({ reason: x.reason, file: x.file.path, files: 1, bytes: x.endUnknown ? undefined : x.gapBytes })),
       ...unseen,
     ];
     await this.#ctx.emit({
@@ -609,6 +611,8 @@ export class AuditFileInput implements Input {
     this.#held.borrowedOpen();
     const source = await this.#sourceFor(f, fh);
     if (!source) this.#held.returned();
+    // The reader's own descriptor keeps the file now: the one held since first sight goes.
+    else await this.#held.release(f.inodeKey);
     return source;
   }
 
@@ -715,6 +719,7 @@ export class AuditFileInput implements Input {
     const st = await (source as PlainSource).fh.stat();
     if (st.size < splitter.readPosition) return 'more'; // truncated: the next turn restarts it
     f.mtimeMs = st.mtimeMs;
+    if ((st.nlink === 0 || f.unlisted) && splitter.readPosition >= st.size) f.finished = true;
     const newest = files[files.length - 1];
     const final = st.nlink === 0 || (newest !== undefined && newest !== f && f.isBackup);
     const stale = Date.now() - st.mtimeMs >= Math.max(SETTLE_MIN_MS, 2 * this.#cfg.rescan_interval);

@@ -3,6 +3,7 @@ import { duration, size } from '../../config/units.ts';
 import type { InputPlugin } from '../../plugin.ts';
 import { inspectAuditFile } from './check.ts';
 import { describeCheckpoints } from './checkpoints.ts';
+import { DEFAULT_MAX_OPEN_FILES, earlyKey, type EarlyFiles } from './early.ts';
 import { AuditFileInput, openAuditFiles } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
 
@@ -66,7 +67,7 @@ const schema = z.strictObject({
     .int()
     .min(4)
     .max(65536)
-    .default(256)
+    .default(DEFAULT_MAX_OPEN_FILES)
     .describe(
       'Descriptors the input holds at most. Every matching file is held open from the first scan that sees it until it is read to its end, so a deleted backup is still read; a file seen beyond the limit is tracked by name only (counted in `ktrail_audit_file_not_held_total`) and is a gap if deleted before it is read.',
     ),
@@ -79,10 +80,21 @@ export const auditFileInput: InputPlugin<typeof schema> = {
   schema,
   create: (cfg, ctx) => new AuditFileInput(cfg, ctx),
   // The first thing `ktrail run` does: open (and hold) every file the paths match.
-  prepare: async (cfg, log) => {
-    const prepared = await openAuditFiles(cfg);
+  prepare: async (cfg, log, early) => {
+    let e = early as EarlyFiles | undefined;
+    if (e && e.key !== earlyKey(cfg.paths, cfg.exclude, cfg.max_open_files)) {
+      await e.held.closeAll();
+      e = undefined;
+    }
+    const prepared = e ?? { ...(await openAuditFiles(cfg)), openAtMs: performance.now() };
     log.info(
-      { files: prepared.held.open, matched: prepared.scan.files.length, missingDirs: prepared.scan.missingDirs, sinceStartMs: Math.round(performance.now()) },
+      {
+        files: prepared.held.open,
+        matched: prepared.scan.files.length,
+        missingDirs: prepared.scan.missingDirs,
+        sinceStartMs: Math.round(prepared.openAtMs),
+        beforeValidation: e !== undefined,
+      },
       'audit files open',
     );
     return prepared;

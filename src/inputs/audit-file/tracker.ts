@@ -78,6 +78,8 @@ export class TrackedFile {
   unlisted = false;
   /** max_open_files was reached when it was first seen: it is tracked by name only. */
   notHeld = false;
+  /** Read to its end after its name was gone (deleted or renamed away): it cannot grow any more. */
+  finished = false;
 
   constructor(row: CheckpointRow) {
     this.id = row.fileId;
@@ -158,6 +160,12 @@ export interface Removal {
   file: TrackedFile;
   gapBytes: number;
   reason: GapReason;
+  /**
+   * It went away under the active file's name, never seen as a backup and
+   * not read to its end through a descriptor: it may have grown after the
+   * last look, so `gapBytes` is a lower bound.
+   */
+  endUnknown: boolean;
 }
 
 export interface Replacement {
@@ -381,7 +389,9 @@ export class Tracker {
       this.files.delete(f.id);
       dirty.delete(f);
       const gapBytes = f.size >= 0 ? Math.max(0, f.size - f.offset) : 0;
-      result.removed.push({ file: f, gapBytes, reason: f.detachReason ?? 'deleted' });
+      const reason = f.detachReason ?? 'deleted';
+      const endUnknown = reason === 'deleted' && !f.isBackup && !f.compressed && !f.finished;
+      result.removed.push({ file: f, gapBytes, reason, endUnknown });
     }
     result.dirty = [...dirty];
     return result;

@@ -45,7 +45,8 @@ describe('audit_file: files first (real agent process)', () => {
     expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('audit_file input started'));
     expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('ktrail started'));
     expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('metrics and health endpoints listening'));
-    // The descriptors it opened are the ones the input reads with: still open, no second set.
+    // The descriptors it opened are the ones the input keeps: no second set (at most the
+    // reader's own descriptor of the file it reads, while the held one is let go).
     const fds = fs.readdirSync(`/proc/${agent.child.pid}/fd`).map((fd) => {
       try {
         return fs.readlinkSync(`/proc/${agent.child.pid}/fd/${fd}`);
@@ -54,6 +55,6 @@ describe('audit_file: files first (real agent process)', () => {
       }
     });
     const auditFds = fds.filter((t) => t.startsWith(auditDir));
-    expect(new Set(auditFds).size).toBe(auditFds.length);
+    expect(auditFds.length).toBeLessThanOrEqual(new Set(auditFds).size + 1);
   });
 });
