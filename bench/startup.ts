@@ -19,9 +19,11 @@ import { header, MiB, scale, tmpFile } from './lib.ts';
  *
  * Per run, measured from spawn (`node bin/ktrail.js run -c cfg`, the command
  * `npm start` runs, no extra node flags):
- * - all files open: the agent's `audit files open` log line (its first scan
- *   has opened every matching file); an agent that does not log it yet is
- *   timed by `audit_file input started` instead, and the output says so;
+ * - all files open: the `openedAt` time in the agent's `audit files open` log
+ *   line (every matching file is open; the line itself is written after the
+ *   config is validated), minus the spawn time (both wall clock, one machine);
+ *   an agent that does not log it yet is timed by `audit_file input started`
+ *   instead, and the output says so;
  * - ready: first 200 from GET /readyz, polled every 5 ms;
  * - RSS (VmRSS) and peak RSS (VmHWM) from /proc/<pid>/status right after ready.
  * Then the agent catches up on what was appended since the last run (the
@@ -163,6 +165,7 @@ const OPEN_ALL = "const fs=require('fs'),p=require('path'),d=process.argv[1];for
 
 async function runAgent(cfgFile: string, port: number, caughtUp: () => boolean): Promise<Run> {
   const t0 = performance.now();
+  const spawnedAtMs = Date.now();
   const child = spawn(process.execPath, [path.join(repo, 'bin/ktrail.js'), 'run', '-c', cfgFile], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let exitCode: number | null | undefined;
@@ -191,7 +194,9 @@ async function runAgent(cfgFile: string, port: number, caughtUp: () => boolean):
         continue;
       }
       if (msg === FILES_OPEN_MSG && filesOpenMs === undefined) {
-        filesOpenMs = now;
+        // The line is written once the config is validated; `openedAt` says when the files were open.
+        const openedAt = typeof rec.openedAt === 'string' ? Date.parse(rec.openedAt) : Number.NaN;
+        filesOpenMs = Number.isFinite(openedAt) ? Math.max(0, openedAt - spawnedAtMs) : now;
         files = typeof rec.files === 'number' ? rec.files : undefined;
       } else if (msg === FALLBACK_MSG && fallbackMs === undefined) fallbackMs = now;
     }

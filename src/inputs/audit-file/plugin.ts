@@ -93,6 +93,7 @@ export const auditFileInput: InputPlugin<typeof schema> = {
         matched: prepared.scan.files.length,
         missingDirs: prepared.scan.missingDirs,
         sinceStartMs: Math.round(prepared.openAtMs),
+        openedAt: new Date(performance.timeOrigin + prepared.openAtMs).toISOString(),
         beforeValidation: e !== undefined,
       },
       'audit files open',
