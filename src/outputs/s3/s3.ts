@@ -135,16 +135,7 @@ class S3Output implements Output {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     if (this.#key.vars.has('spool_id')) this.#spoolId = spoolIdentity(this.#ctx);
-    const region = cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
-    this.#client = await S3Client.create({
-      bucket: cfg.bucket,
-      region,
-      endpoint: cfg.endpoint,
-      forcePathStyle: cfg.force_path_style,
-      credentials: await credentialProvider(cfg),
-      tls: cfg.tls,
-      log: this.#ctx.log,
-    });
+    this.#client = await clientFor(cfg, this.#ctx.log);
     this.#client.start();
   }
 
@@ -295,19 +286,28 @@ export const s3Output: OutputPlugin<typeof schema> = {
 };
 
 /** HeadBucket, signed by the same client and credential chain the output uploads with. */
+/** The S3 client of an output's config: its own region, else the AWS SDK's environment variables. */
+function regionOf(cfg: S3OutputConfig): string {
+  return cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
+}
+
+async function clientFor(cfg: S3OutputConfig, log: OutputContext['log']): Promise<S3Client> {
+  return S3Client.create({
+    bucket: cfg.bucket,
+    region: regionOf(cfg),
+    endpoint: cfg.endpoint,
+    forcePathStyle: cfg.force_path_style,
+    credentials: await credentialProvider(cfg),
+    tls: cfg.tls,
+    log,
+  });
+}
+
 async function probeBucket(cfg: S3OutputConfig, ctx: ProbeContext): Promise<ProbeResult> {
-  const region = cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
+  const region = regionOf(cfg);
   let client: S3Client;
   try {
-    client = await S3Client.create({
-      bucket: cfg.bucket,
-      region,
-      endpoint: cfg.endpoint,
-      forcePathStyle: cfg.force_path_style,
-      credentials: await credentialProvider(cfg),
-      tls: cfg.tls,
-      log: ctx.log,
-    });
+    client = await clientFor(cfg, ctx.log);
     client.start();
   } catch (err) {
     return { target: `HeadBucket ${cfg.bucket}`, ok: false, detail: `cannot build the client: ${scrubText(errorMessage(err))}` };

@@ -65,10 +65,10 @@ async function killWhileWorking(c: Collector, out: NdjsonSink): Promise<void> {
 }
 
 /** Two collectors on one Lease: a leads and receives events, b is up as the standby. */
-async function leaderAndStandby(lease: typeof LEASE) {
+async function leaderAndStandby(lease: typeof LEASE, flushInterval = '1s') {
   const { kube, instance, sinks } = await setup();
-  const a = await instance('a', lease);
-  const b = await instance('b', lease);
+  const a = await instance('a', lease, 'collector-a', flushInterval);
+  const b = await instance('b', lease, 'collector-b', flushInterval);
   const flow = new EventFlow(kube);
   const ca = start(a.config);
   await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
@@ -150,17 +150,8 @@ describe('k8s_events HA: two collector processes, one Lease', () => {
   it('the leader SIGTERMed at the default lease timings: its partial batch leaves at once, it releases the Lease once acknowledged, the standby leads in well under a second; 0 lost, 0 duplicates', async () => {
     // flush_interval 30 s: had shutdown waited for it, a would give up after
     // handover_wait (5 s) with its last versions unacknowledged and b would re-emit them.
-    const { kube, instance, sinks } = await setup();
     const defaults = { leaseName: LEASE.leaseName, leaseDuration: '15s', renewDeadline: '10s', retryPeriod: '2s' };
-    const a = await instance('a', defaults, 'collector-a', '30s');
-    const b = await instance('b', defaults, 'collector-b', '30s');
-    const flow = new EventFlow(kube);
-    const ca = start(a.config);
-    await until(() => holder(kube) === 'collector-a', 15_000, 'a leads');
-    await kube.waitForWatches(1, 10_000);
-    flow.start(10);
-    const cb = start(b.config);
-    await until(() => cb.logs('k8s_events input starting').length === 1, 15_000, 'b up (standby)');
+    const { kube, sinks, a, b, flow, ca, cb } = await leaderAndStandby(defaults, '30s');
     await sleep(1000 + Math.random() * 1000);
     const termMs = Date.now();
     const exited = ca.terminate();
