@@ -27,7 +27,7 @@ const schema = z.strictObject({
   paths: z
     .array(pathPattern)
     .min(1)
-    .describe('Globs of the files to read, e.g. `/var/log/kubernetes/audit/audit*.log*` (include the backups); wildcards in the file name only.'),
+    .describe('Files to read: an exact path such as `/var/log/kubernetes/audit/audit.log` (covers its lumberjack backups `audit-<time>.log[.gz]`) or a glob such as `audit*.log*`; wildcards in the file name only.'),
   exclude: z
     .array(z.string().min(1))
     .default([])
