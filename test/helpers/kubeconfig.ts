@@ -6,6 +6,12 @@ export interface KubeconfigOptions {
   token?: string;
   tokenFile?: string;
   namespace?: string;
+  /** Raw `key: value` lines of the user, after token / tokenFile. */
+  user?: string[];
+  /** Raw `key: value` lines of the cluster, after its server. */
+  cluster?: string[];
+  /** File name in `dir` (default `kubeconfig`). */
+  fileName?: string;
 }
 
 /** A kubeconfig for the emulation (plain http, bearer token inline or from a file). */
@@ -13,7 +19,8 @@ export function writeKubeconfig(dir: string, server: string, opts: KubeconfigOpt
   const user: string[] = [];
   if (opts.token !== undefined) user.push(`    token: ${opts.token}`);
   if (opts.tokenFile !== undefined) user.push(`    token-file: ${opts.tokenFile}`);
-  const file = path.join(dir, 'kubeconfig');
+  for (const l of opts.user ?? []) user.push(`    ${l}`);
+  const file = path.join(dir, opts.fileName ?? 'kubeconfig');
   fs.writeFileSync(
     file,
     [
@@ -23,6 +30,7 @@ export function writeKubeconfig(dir: string, server: string, opts: KubeconfigOpt
       '- name: emu',
       '  cluster:',
       `    server: ${server}`,
+      ...(opts.cluster ?? []).map((l) => `    ${l}`),
       'users:',
       '- name: collector',
       '  user:',

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { KubeApiError, KubeClient } from '../../src/kube/client.ts';
 import { kubeconfigWarnings, loadKubeConnection } from '../../src/kube/config.ts';
 import { KubeApiServer } from '../helpers/kube-api-server.ts';
+import { writeKubeconfig } from '../helpers/kubeconfig.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -20,29 +21,7 @@ function dir(): string {
 }
 
 function kubeconfig(d: string, server: string, user: string[], cluster: string[] = []): string {
-  const file = path.join(d, 'config');
-  fs.writeFileSync(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: emu',
-      '  cluster:',
-      `    server: ${server}`,
-      ...cluster.map((l) => `    ${l}`),
-      'users:',
-      '- name: collector',
-      '  user:',
-      ...(user.length > 0 ? user.map((l) => `    ${l}`) : ['    {}']),
-      'contexts:',
-      '- name: emu',
-      '  context: { cluster: emu, user: collector }',
-      'current-context: emu',
-      '',
-    ].join('\n'),
-  );
-  return file;
+  return writeKubeconfig(d, server, { user, cluster, fileName: 'config' });
 }
 
 async function emulation(token: string): Promise<KubeApiServer> {

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach } from 'vitest';
 import { z } from 'zod';
 import { loadConfigText } from '../../../src/config/load.ts';
 import { Agent } from '../../../src/pipeline/agent.ts';
@@ -248,4 +249,20 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 export async function fetchMetrics(url: string): Promise<string> {
   const res = await fetch(url);
   return res.text();
+}
+
+/**
+ * Child agents a test file starts, SIGKILLed after each test (with the temp
+ * dirs removed): call once at the top of a test file, push what `start` returns.
+ */
+export function childAgentsKilledAfterEach(): ChildAgent[] {
+  const agents: ChildAgent[] = [];
+  afterEach(async () => {
+    for (const a of agents.splice(0)) {
+      a.kill('SIGKILL');
+      await a.exited;
+    }
+    removeTmpDirs();
+  });
+  return agents;
 }

@@ -1,23 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
-import { auditId, ChildAgent, configYaml, readSink, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
+import { auditId, ChildAgent, childAgentsKilledAfterEach, configYaml, readSink, tmpDir, waitFor } from './harness.ts';
 
 /**
  * kube-apiserver's rotation at the rate issue #12 measured: 15k events/s,
  * 5 MB files, 10 backups, gzip (about 3 s of retention on disk).
  */
 
-const agents: ChildAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill('SIGKILL');
-    await a.exited;
-  }
-  removeTmpDirs();
-});
+const agents = childAgentsKilledAfterEach();
 
 const RATE = 15_000;
 

@@ -3,18 +3,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
-import { auditId, ChildAgent, configYaml, line, readSink, removeTmpDirs, sinkCount, tmpDir, waitFor } from './harness.ts';
+import { auditId, ChildAgent, childAgentsKilledAfterEach, configYaml, line, readSink, sinkCount, tmpDir, waitFor } from './harness.ts';
 
-const agents: ChildAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill('SIGKILL');
-    await a.exited;
-  }
-  removeTmpDirs();
-});
+const agents = childAgentsKilledAfterEach();
 
 interface Row {
   file_id: string;

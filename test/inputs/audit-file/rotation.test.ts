@@ -1,18 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
-import { auditId, ChildAgent, configYaml, line, readSink, removeTmpDirs, sinkCount, tmpDir, waitFor } from './harness.ts';
+import { auditId, ChildAgent, childAgentsKilledAfterEach, configYaml, line, readSink, sinkCount, tmpDir, waitFor } from './harness.ts';
 
-const agents: ChildAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill('SIGKILL');
-    await a.exited;
-  }
-  removeTmpDirs();
-});
+const agents = childAgentsKilledAfterEach();
 
 describe('audit_file: steady writing across rotations (real agent process)', () => {
   it('delivers every auditID:stage exactly once, in file order, across 50+ rotations with compression', async () => {

@@ -1,17 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
-import { ChildAgent, configYaml, line, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
+import { ChildAgent, childAgentsKilledAfterEach, configYaml, line, tmpDir, waitFor } from './harness.ts';
 
-const agents: ChildAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill('SIGKILL');
-    await a.exited;
-  }
-  removeTmpDirs();
-});
+const agents = childAgentsKilledAfterEach();
 
 function logLines(a: ChildAgent): Array<{ msg: string; files?: number; matched?: number; sinceStartMs?: number }> {
   return a.stderr
