@@ -32,7 +32,7 @@ describe('audit_file: files first (real agent process)', () => {
 
     const msgs = logLines(agent).map((l) => l.msg);
     const open = logLines(agent).find((l) => l.msg === 'audit files open')!;
-    expect(open).toMatchObject({ files, matched: files });
+    expect(open).toMatchObject({ files, matched: files, beforeValidation: true });
     expect(open.sinceStartMs).toBeGreaterThan(0);
     // Before anything else is started (the spool opens inside "ktrail started").
     expect(msgs.indexOf('audit files open')).toBeLessThan(msgs.indexOf('audit_file input started'));
@@ -49,5 +49,25 @@ describe('audit_file: files first (real agent process)', () => {
     });
     const auditFds = fds.filter((t) => t.startsWith(auditDir));
     expect(auditFds.length).toBeLessThanOrEqual(new Set(auditFds).size + 1);
+  });
+
+  it('opens the files after validation when the raw config cannot say which they are (an environment reference in a path)', async () => {
+    const root = tmpDir();
+    const auditDir = path.join(root, 'audit');
+    const writer = new LumberjackWriter({ dir: auditDir, maxSizeBytes: 4 * 1024 });
+    for (let seq = 0; seq < 20; seq++) await writer.write(line(seq));
+    await writer.close();
+    const files = fs.readdirSync(auditDir).length;
+    process.env.KTRAIL_TEST_AUDIT_DIR = auditDir;
+    const cfg = path.join(root, 'ktrail.yaml');
+    fs.writeFileSync(
+      cfg,
+      configYaml({ auditDir, stateDir: path.join(root, 'state'), outFile: path.join(root, 'out', 'audit.ndjson'), input: { paths: ['${KTRAIL_TEST_AUDIT_DIR}/audit.log'] } }),
+    );
+    const agent = new ChildAgent(cfg);
+    agents.push(agent);
+    await waitFor(() => logLines(agent).some((l) => l.msg === 'ktrail started'), 10_000, 'started');
+    delete process.env.KTRAIL_TEST_AUDIT_DIR;
+    expect(logLines(agent).find((l) => l.msg === 'audit files open')).toMatchObject({ files, matched: files, beforeValidation: false });
   });
 });
