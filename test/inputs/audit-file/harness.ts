@@ -217,7 +217,8 @@ export function readSink(outFile: string): SinkRecord[] {
   const out: SinkRecord[] = [];
   for (const f of files) {
     const text = fs.readFileSync(f, 'utf8');
-    for (const l of text.split('\n')) {
+    // Complete lines only: the agent may be writing the last one right now.
+    for (const l of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
       if (l === '') continue;
       const doc = JSON.parse(l) as Record<string, unknown>;
       const auditID = typeof doc.auditID === 'string' ? doc.auditID : undefined;
