@@ -32,8 +32,8 @@ const lines = (from: number, n: number, pad = 100) => Array.from({ length: n }, 
 
 async function open(cfg: { path: string; max_file_bytes?: number; max_files?: number; fsync?: boolean }): Promise<Output> {
   const parsed = fileOutput.schema.parse(cfg);
-  // The file output uses nothing from its context.
-  const output = fileOutput.create(parsed, {} as OutputContext);
+  // The file output uses only its context's logger.
+  const output = fileOutput.create(parsed, { log: { warn: () => {} } } as unknown as OutputContext);
   await output.start?.();
   cleanups.push(() => output.close?.());
   return output;
@@ -182,5 +182,43 @@ describe('file output: durability', () => {
     const output = await open({ path: file });
     expect(await output.send(request(10, 10, 200), signal())).toEqual({ kind: 'ok' });
     expect(fs.readFileSync(file, 'utf8')).toBe(lines(0, 20, 200));
+  });
+});
+
+describe('file output: a torn last line left by a killed process', () => {
+  function ctxWithLog(warnings: Array<Record<string, unknown>>): OutputContext {
+    return { log: { warn: (obj: Record<string, unknown>) => warnings.push(obj) } } as unknown as OutputContext;
+  }
+
+  for (const [name, before] of [
+    ['after whole lines', `${lines(0, 3)}{"seq":3,"pad":"xx`],
+    ['with no whole line at all', '{"seq":0,"pad":"xx'],
+    ['longer than one read chunk', `${lines(0, 2)}{"seq":2,"pad":"${'y'.repeat(200_000)}`],
+  ] as const) {
+    it(`is cut at start, ${name}, so the next request starts on a line of its own`, async () => {
+      const file = path.join(tempDir(), 'out.ndjson');
+      fs.writeFileSync(file, before);
+      const warnings: Array<Record<string, unknown>> = [];
+      const parsed = fileOutput.schema.parse({ path: file });
+      const output = fileOutput.create(parsed, ctxWithLog(warnings));
+      await output.start?.();
+      cleanups.push(() => output.close?.());
+      expect(await output.send(request(10, 2), signal())).toEqual({ kind: 'ok' });
+      const whole = before.slice(0, before.lastIndexOf('\n') + 1);
+      expect(fs.readFileSync(file, 'utf8')).toBe(whole + lines(10, 2));
+      for (const l of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) expect(() => JSON.parse(l)).not.toThrow();
+      expect(warnings).toEqual([{ path: file, bytes: Buffer.byteLength(before) - Buffer.byteLength(whole) }]);
+    });
+  }
+
+  it('leaves a file that ends in a newline untouched and says nothing', async () => {
+    const file = path.join(tempDir(), 'out.ndjson');
+    fs.writeFileSync(file, lines(0, 3));
+    const warnings: Array<Record<string, unknown>> = [];
+    const output = fileOutput.create(fileOutput.schema.parse({ path: file }), ctxWithLog(warnings));
+    await output.start?.();
+    cleanups.push(() => output.close?.());
+    expect(fs.readFileSync(file, 'utf8')).toBe(lines(0, 3));
+    expect(warnings).toEqual([]);
   });
 });

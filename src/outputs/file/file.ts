@@ -13,7 +13,10 @@ import { errorMessage } from '../../errors.ts';
  * A request is acknowledged after its bytes are written (and fsynced when
  * `fsync: true`), so a crash can at worst repeat the last request. A failed
  * write is cut back to the last complete request, so its retry never lands
- * after a torn line.
+ * after a torn line. A process killed inside a write (SIGKILL, OOM) can leave
+ * a torn last line that no one cut: start() cuts the file back to its last
+ * newline, since those bytes belong to a request that was never acknowledged
+ * and is sent again from the spool.
  */
 /**
  * Kernel pseudo-filesystems are no place for an append-only log: a write under
@@ -69,17 +72,23 @@ export function rolledNamePattern(name: string, ext: string): RegExp {
 
 class FileOutput implements Output {
   readonly #cfg: FileConfig;
+  readonly #ctx: OutputContext;
   #fd: number | undefined;
   #size = 0;
   #out = Buffer.allocUnsafe(1024 * 1024);
 
-  constructor(cfg: FileConfig, _ctx: OutputContext) {
+  constructor(cfg: FileConfig, ctx: OutputContext) {
     this.#cfg = cfg;
+    this.#ctx = ctx;
   }
 
   async start(): Promise<void> {
     fs.mkdirSync(path.dirname(path.resolve(this.#cfg.path)), { recursive: true });
+    const cut = cutTornTail(this.#cfg.path);
     this.#open();
+    if (cut > 0) {
+      this.#ctx.log.warn({ path: this.#cfg.path, bytes: cut }, 'file output: cut a torn last line left by an interrupted write; its records are sent again');
+    }
   }
 
   #open(): void {
@@ -187,6 +196,44 @@ class FileOutput implements Output {
   async close(): Promise<void> {
     this.#closeFd();
   }
+}
+
+/**
+ * Truncate a regular file after its last newline; returns the bytes cut.
+ * A missing file, streams and devices (/dev/stdout) are left alone.
+ */
+export function cutTornTail(file: string): number {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return 0;
+  }
+  if (!st.isFile() || st.size === 0) return 0;
+  const fd = fs.openSync(file, 'r+');
+  try {
+    return cutAfterLastNewline(fd, st.size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function cutAfterLastNewline(fd: number, size: number): number {
+  const chunk = Buffer.allocUnsafe(64 * 1024);
+  let end = size;
+  while (end > 0) {
+    const start = Math.max(0, end - chunk.length);
+    const n = fs.readSync(fd, chunk, 0, end - start, start);
+    const nl = chunk.subarray(0, n).lastIndexOf(0x0a);
+    if (nl >= 0) {
+      const keep = start + nl + 1;
+      if (keep < size) fs.ftruncateSync(fd, keep);
+      return size - keep;
+    }
+    end = start;
+  }
+  fs.ftruncateSync(fd, 0);
+  return size;
 }
 
 export const fileOutput: OutputPlugin<typeof schema> = {
