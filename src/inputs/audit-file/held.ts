@@ -47,6 +47,11 @@ export class HeldFiles {
     return true;
   }
 
+  /** The held descriptor, still held: for positional reads (a file's first record) that do not take it over. */
+  peek(key: string): FileHandle | undefined {
+    return this.#held.get(key)?.fh;
+  }
+
   /** A reader takes the descriptor over; it gives it back with `returned()` once closed. */
   take(key: string): FileHandle | undefined {
     const h = this.#held.get(key);

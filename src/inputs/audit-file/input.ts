@@ -46,6 +46,8 @@ export interface AuditFileConfig {
 export interface PreparedFiles {
   scanner: Scanner;
   held: HeldFiles;
+  /** That first scan: the input's first look at the files (a file deleted since is read through its descriptor). */
+  scan?: ScanResult;
 }
 
 /** The first thing `ktrail run` does: open every file the paths match, and hold it. */
@@ -119,6 +121,7 @@ export class AuditFileInput implements Input {
   #tracker!: Tracker;
   #scanner!: Scanner;
   #held!: HeldFiles;
+  #earlyScan: ScanResult | undefined;
   /** The checkpoint rows at start: what the stream was when ktrail last ran. */
   #loadedRows: CheckpointRow[] = [];
   #watcher: DirWatcher | undefined;
@@ -153,6 +156,9 @@ export class AuditFileInput implements Input {
     const ignoreOlder = this.#cfg.ignore_older;
     const prepared = this.#ctx.prepared as PreparedFiles | undefined;
     this.#held = prepared?.held ?? new HeldFiles(this.#cfg.max_open_files);
+    // start_at: end on a first run needs line ends the early scan did not look for; the files it
+    // skips to their end are not read anyway, so a fresh scan loses nothing there.
+    if (!(this.#firstRun && this.#cfg.start_at === 'end')) this.#earlyScan = prepared?.scan;
     this.#scanner = new Scanner(prepared?.scanner.patterns ?? compilePaths(this.#cfg.paths, this.#cfg.exclude), {
       wantLineEnd: (o) =>
         !o.compressed &&
@@ -216,7 +222,13 @@ export class AuditFileInput implements Input {
   }
 
   async #scanOnce(): Promise<void> {
-    const scan = await this.#scanner.scan();
+    // The first look is the scan that opened the files at start: a file it saw and held, deleted
+    // while the rest of ktrail started, is tracked from it and read through its descriptor. The
+    // next scan follows at once.
+    const early = this.#earlyScan;
+    this.#earlyScan = undefined;
+    if (early) this.#scanWaker.wake();
+    const scan = early ?? (await this.#scanner.scan());
     if (this.#stopped) return;
     this.#noteScanProblems(scan);
     const existingDirs = [...this.#scanner.patterns.dirs.keys()].filter((d) => !scan.missingDirs.includes(d));
@@ -383,7 +395,9 @@ export class AuditFileInput implements Input {
 
   /** The time of the first record in `f` (requestReceivedTimestamp, else stageTimestamp), if it can be read. */
   async #firstRecordMs(f: TrackedFile): Promise<number | undefined> {
-    const fh = await fsp.open(f.path, 'r').catch(() => undefined);
+    // Through the descriptor held since the first scan: the oldest backup may be deleted by now.
+    const held = this.#held.peek(f.inodeKey);
+    const fh = held ?? (await fsp.open(f.path, 'r').catch(() => undefined));
     if (!fh) return undefined;
     try {
       const head = f.compressed ? await readGzipHead(fh, 64 * 1024) : await readHead(fh, 64 * 1024);
@@ -394,7 +408,7 @@ export class AuditFileInput implements Input {
     } catch {
       return undefined;
     } finally {
-      await fh.close().catch(() => undefined);
+      if (fh !== held) await fh.close().catch(() => undefined);
     }
   }
 

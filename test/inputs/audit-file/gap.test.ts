@@ -107,7 +107,10 @@ describe('audit_file: files deleted before they were read', () => {
     expect(expected).toContain(`${auditId(229)}:ResponseComplete`);
   });
 
-  it('reports what was rotated away unseen while the agent was down as a gap with its time span, and reads everything on disk at the restart', async () => {
+  it.each([
+    ['', false],
+    [', also when the oldest backup is deleted between the files-first open and the input start', true],
+  ])('reports what was rotated away unseen while the agent was down as a gap with its time span, and reads everything on disk at the restart%s', async (_, deleteOldest) => {
     const root = tmpDir();
     const auditDir = path.join(root, 'audit');
     const stateDir = path.join(root, 'state');
@@ -139,7 +142,13 @@ describe('audit_file: files deleted before they were read', () => {
     const onDisk = fs.readdirSync(auditDir).flatMap((f) => linesOf(path.join(auditDir, f)).map((l) => l.id));
     const firstOnDisk = Math.min(...fs.readdirSync(auditDir).map((f) => Date.parse((JSON.parse(fs.readFileSync(path.join(auditDir, f), 'utf8').split('\n')[0]!) as { stageTimestamp: string }).stageTimestamp)));
 
-    const second = await InProcessAgent.start(yaml, { logFile: path.join(root, 'run2.log'), serveMetrics: true });
+    const oldest = fs.readdirSync(auditDir).filter((f) => f !== 'audit.log').sort()[0]!;
+    const second = await InProcessAgent.start(yaml, {
+      logFile: path.join(root, 'run2.log'),
+      serveMetrics: true,
+      // Read through the descriptor the start-up scan holds: for the gap's end and for the records.
+      afterPrepare: deleteOldest ? () => fs.rmSync(path.join(auditDir, oldest)) : undefined,
+    });
     running.push(second);
     await waitFor(() => readSink(outFile).length >= 30 + onDisk.length, 10_000, 'everything on disk at the sink');
     const got = new Set(readSink(outFile).map((r) => r.id));

@@ -12,6 +12,7 @@ import { afterEach } from 'vitest';
 import { z } from 'zod';
 import { loadConfigText } from '../../../src/config/load.ts';
 import { Agent } from '../../../src/pipeline/agent.ts';
+import { prepareInputs } from '../../../src/pipeline/prepare.ts';
 import type { Plugin, ProcessorPlugin } from '../../../src/plugin.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
@@ -126,12 +127,24 @@ export class InProcessAgent {
     this.#logFd = logFd;
   }
 
-  static async start(yaml: string, opts: { extraPlugins?: Plugin[]; logFile: string; serveMetrics?: boolean }): Promise<InProcessAgent> {
+  /**
+   * `afterPrepare`, when given, runs between the inputs' prepare step (which
+   * opens the audit files, as `ktrail run` does first) and the agent's start.
+   */
+  static async start(
+    yaml: string,
+    opts: { extraPlugins?: Plugin[]; logFile: string; serveMetrics?: boolean; afterPrepare?: () => unknown },
+  ): Promise<InProcessAgent> {
     const cfg = loadConfigText(yaml, 'test', { extraPlugins: opts.extraPlugins });
     const fd = fs.openSync(opts.logFile, 'a');
     const log = createLogger(cfg.service.log_level, fd);
     const metrics = createMetrics();
-    const agent = new Agent(cfg, { log, metrics });
+    let prepared: Map<string, unknown> | undefined;
+    if (opts.afterPrepare) {
+      prepared = await prepareInputs(cfg, log);
+      await opts.afterPrepare();
+    }
+    const agent = new Agent(cfg, { log, metrics, prepared });
     const a = new InProcessAgent(agent, metrics, opts.logFile, fd);
     await agent.start();
     if (opts.serveMetrics) {

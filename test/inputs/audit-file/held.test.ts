@@ -24,7 +24,7 @@ async function metric(a: InProcessAgent, name: keyof InProcessAgent['metrics'], 
   return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
 }
 
-async function start(input: Record<string, unknown> = {}) {
+async function start(input: Record<string, unknown> = {}, afterPrepare?: (auditDir: string) => unknown, beforePrepare?: (auditDir: string) => unknown) {
   const root = tmpDir();
   const auditDir = path.join(root, 'audit');
   fs.mkdirSync(auditDir, { recursive: true });
@@ -37,12 +37,37 @@ async function start(input: Record<string, unknown> = {}) {
     input: { rescan_interval: '1s', ...input },
     extra: 'processors:\n  gate: { type: test_gate }',
   });
-  const agent = await InProcessAgent.start(yaml, { logFile: path.join(root, 'agent.log'), extraPlugins: [gate.plugin()] });
+  await beforePrepare?.(auditDir);
+  const agent = await InProcessAgent.start(yaml, {
+    logFile: path.join(root, 'agent.log'),
+    extraPlugins: [gate.plugin()],
+    afterPrepare: afterPrepare && (() => afterPrepare(auditDir)),
+  });
   running.push(agent);
   return { root, auditDir, outFile, gate, agent };
 }
 
 describe('audit_file: files held from first sight', () => {
+  it('a backup the start-up scan opened, deleted before the input started, is read through that descriptor', async () => {
+    const written: string[] = [];
+    const { outFile, gate, agent } = await start(
+      {},
+      // Between the files-first open and the input's start: lumberjack's retention removes the backup.
+      (auditDir) => fs.rmSync(path.join(auditDir, 'audit-2026-12-01T10-00-00.000.log')),
+      (auditDir) => {
+        const lines = (from: number, n: number) => Array.from({ length: n }, (_, k) => `${line(from + k)}\n`).join('');
+        fs.writeFileSync(path.join(auditDir, 'audit-2026-12-01T10-00-00.000.log'), lines(0, 40));
+        fs.writeFileSync(path.join(auditDir, 'audit.log'), lines(40, 10));
+        for (let seq = 0; seq < 50; seq++) written.push(`${auditId(seq)}:ResponseComplete`);
+      },
+    );
+    gate.open();
+    await waitFor(() => readSink(outFile).length >= written.length, 10_000, 'every record at the sink');
+    await sleep(300);
+    expect(readSink(outFile).map((r) => r.id)).toEqual(written);
+    expect(await metric(agent, 'auditGapFiles')).toBe(0);
+  });
+
   it('a backup that lives 200 ms between rename and deletion is read completely, with no gap', async () => {
     const { auditDir, outFile, gate, agent } = await start();
     const writer = new LumberjackWriter({ dir: auditDir, maxSizeBytes: 1024 * 1024 });
