@@ -58,6 +58,8 @@ export async function openAuditFiles(cfg: Pick<AuditFileConfig, 'paths' | 'exclu
   return { scanner, held, scan };
 }
 
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Chunks one reader turn may read before the stream's order is looked at again. */
 const TURN_CHUNKS = 16;
 /** A trailing partial line of a file that stopped changing this long ago is final. */
@@ -542,6 +544,8 @@ export class AuditFileInput implements Input {
           continue;
         }
         if (outcome === 'idle') await waker.wait(this.#cfg.rescan_interval);
+        // Between turns the event loop runs (the rescan, I/O callbacks), even if a turn did no I/O.
+        else await yieldToEventLoop();
       }
     } finally {
       await release();
@@ -553,10 +557,15 @@ export class AuditFileInput implements Input {
     const now = Date.now();
     // Older content still being compressed: nothing named after it starts before it is known.
     let before = Number.POSITIVE_INFINITY;
-    for (const p of this.#tracker.pending.get(key) ?? []) if (now - p.mtimeMs < PENDING_GZ_WAIT_MS) before = Math.min(before, p.orderKey);
+    // Judged at the scan that saw it headless, not now: after a stall (a slow disk, a paused
+    // process) the wait may be over by the clock while the .gz was finished long ago; only a
+    // scan tells which, and one is asked for below.
+    for (const p of this.#tracker.pending.get(key) ?? []) if (p.seenMs - p.mtimeMs < PENDING_GZ_WAIT_MS) before = Math.min(before, p.orderKey);
     if (before !== Number.POSITIVE_INFINITY) {
       this.#scanSoon();
-      const current = files.find((f) => f.openBy === owner && f.attached && f.exhaustedAt < 0 && f.orderKey <= before);
+      // The open file, unless it is a .gz read to its end: returning that one would spin
+      // (its end is reached again at once, without any I/O) and starve the scan it waits for.
+      const current = files.find((f) => f.openBy === owner && f.attached && f.exhaustedAt < 0 && f.orderKey <= before && (!f.compressed || f.size < 0 || f.offset < f.size));
       if (current) return current;
       return this.#firstToRead(files.filter((f) => f.orderKey <= before), owner, now);
     }

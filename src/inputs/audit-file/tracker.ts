@@ -195,12 +195,13 @@ export class Tracker {
   readonly files = new Map<string, TrackedFile>();
   /**
    * Per stream, the places (`orderKey`) of `.gz` backups the last reconcile
-   * saw still being written (no readable head yet), with their mtime. Such a
+   * saw still being written (no readable head yet), with their mtime and the
+   * time of that reconcile (the wait for them is judged by scans). Such a
    * file is older content than every backup named after it: newer files wait
    * until it can be matched, so that order holds even when a whole file was
    * written, rotated and compressed between two scans.
    */
-  pending = new Map<string, Array<{ orderKey: number; mtimeMs: number }>>();
+  pending = new Map<string, Array<{ orderKey: number; mtimeMs: number; seenMs: number }>>();
   /** Rows changed outside reconcile (detached by a reader), persisted with the next one. */
   #dirty = new Set<TrackedFile>();
 
@@ -322,7 +323,7 @@ export class Tracker {
         if (o.compressed) {
           const place = streamPlace(o.path);
           const list = this.pending.get(place.streamKey) ?? [];
-          list.push({ orderKey: place.orderKey, mtimeMs: o.mtimeMs });
+          list.push({ orderKey: place.orderKey, mtimeMs: o.mtimeMs, seenMs: opts.nowMs });
           this.pending.set(place.streamKey, list);
           continue;
         }
