@@ -155,7 +155,7 @@ export interface Output {
   close?(): Promise<void>;
 }
 
-/** Defaults an output may set for the shared sender (e.g. Elasticsearch batches of 5 MiB). */
+/** Defaults an output may set for the delivery runner (e.g. Elasticsearch batches of 5 MiB). */
 export interface SenderDefaults {
   maxBatchBytes?: number;
   maxBatchRecords?: number;

@@ -1,6 +1,6 @@
 import type { CheckFindings, ProbeContext, ProbeResult } from '../plugin.ts';
 import { maskUrl, scrubText } from '../telemetry/scrub.ts';
-import { describeTransportError } from '../outputs/probe.ts';
+import { describeTransportError } from '../delivery/http/probe.ts';
 import { KubeApiError, KubeClient } from './client.ts';
 import { kubeconfigWarnings, loadKubeConnection, type KubeConnectionOptions } from './config.ts';
 

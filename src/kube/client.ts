@@ -1,7 +1,7 @@
 import type https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
 import { Agent, ProxyAgent, type Dispatcher } from 'undici';
-import { parseRetryAfterMs } from '../outputs/backoff.ts';
+import { parseRetryAfterMs } from '../delivery/backoff.ts';
 import { VERSION } from '../version.ts';
 import type { Impersonation, KubeAuth, KubeConnection } from './config.ts';
 

@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors.ts';
-import { sleep } from '../outputs/backoff.ts';
+import { sleep } from '../delivery/backoff.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { KubeApiError, type KubeClient } from './client.ts';
 

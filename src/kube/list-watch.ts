@@ -1,5 +1,4 @@
-import { sleep } from '../outputs/backoff.ts';
-import { Backoff } from './backoff.ts';
+import { ReconnectBackoff, sleep } from '../delivery/backoff.ts';
 import { KubeApiError, type KubeClient, type KubeStatus, type QueryValue } from './client.ts';
 
 /**
@@ -95,7 +94,7 @@ class HandlerFailure {
 export class ListWatch<T extends KubeObjectLike> {
   readonly #opts: Required<Pick<ListWatchOptions, 'pageSize' | 'watchTimeoutMs'>> & ListWatchOptions;
   readonly #handler: ListWatchHandler<T>;
-  readonly #backoff: Backoff;
+  readonly #backoff: ReconnectBackoff;
   readonly #random: () => number;
   #rv: string | undefined;
 
@@ -103,7 +102,7 @@ export class ListWatch<T extends KubeObjectLike> {
     this.#opts = { pageSize: 500, watchTimeoutMs: 300_000, ...opts };
     this.#handler = handler;
     this.#random = opts.random ?? Math.random;
-    this.#backoff = new Backoff({ initialMs: opts.backoff?.initialMs ?? 1000, maxMs: opts.backoff?.maxMs ?? 30_000, random: this.#random });
+    this.#backoff = new ReconnectBackoff({ initialMs: opts.backoff?.initialMs ?? 1000, maxMs: opts.backoff?.maxMs ?? 30_000, random: this.#random });
   }
 
   /** The resourceVersion the handler has consumed up to (undefined before the first list completes). */
@@ -271,7 +270,7 @@ export class ListWatch<T extends KubeObjectLike> {
   }
 }
 
-function retryDelay(err: unknown, backoff: Backoff): number {
+function retryDelay(err: unknown, backoff: ReconnectBackoff): number {
   const d = backoff.nextDelayMs();
   if (err instanceof KubeApiError && err.retryAfterMs !== undefined) return Math.max(d, Math.min(err.retryAfterMs, 60_000));
   return d;

@@ -1,7 +1,7 @@
 import type { AgentConfig, ComponentConfig } from '../config/load.ts';
 import { matches } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
-import { OutputRunner, type SenderConfig } from '../outputs/sender.ts';
+import { OutputRunner, type SenderConfig } from '../delivery/runner.ts';
 import type {
   ComponentContext,
   EmitBatch,

@@ -51,7 +51,7 @@ export function createMetrics(registry: Registry = new Registry()) {
     outputLagBytes: new Gauge({ name: 'ktrail_output_lag_bytes', help: 'Encoded bytes spooled for an output and not yet acknowledged by it.', labelNames: output, registers: r }),
     outputOldestPendingSeconds: new Gauge({ name: 'ktrail_output_oldest_pending_age_seconds', help: 'Age of the oldest batch an output has not acknowledged (0 when caught up).', labelNames: output, registers: r }),
     outputRequests: new Counter({ name: 'ktrail_output_requests_total', help: 'Send attempts by outcome (ok, partial, retryable, permanent, too_large, timeout).', labelNames: [...output, 'outcome'], registers: r }),
-    outputRetries: new Counter({ name: 'ktrail_output_retries_total', help: 'Retries scheduled by the shared sender, by reason.', labelNames: [...output, 'reason'], registers: r }),
+    outputRetries: new Counter({ name: 'ktrail_output_retries_total', help: 'Retries scheduled by the delivery runner, by reason.', labelNames: [...output, 'reason'], registers: r }),
     outputRequestSeconds: new Histogram({ name: 'ktrail_output_request_duration_seconds', help: 'Duration of one send attempt.', labelNames: [...output, 'outcome'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
     outputLastSuccess: new Gauge({ name: 'ktrail_output_last_success_timestamp_seconds', help: 'Unix time of the last acknowledged request.', labelNames: output, registers: r }),
     outputDuplicates: new Counter({ name: 'ktrail_output_duplicates_total', help: 'Records the destination already had (Elasticsearch 409 on create): a replay made harmless by the record id.', labelNames: output, registers: r }),

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Backoff } from '../../src/kube/backoff.ts';
+import { ReconnectBackoff } from '../../src/delivery/backoff.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { ListWatch, type KubeObjectLike, type ListPage, type ListReason, type WatchBatch, type WatchEndReason } from '../../src/kube/list-watch.ts';
 import { KubeApiServer, type KubeApiServerOptions } from '../helpers/kube-api-server.ts';
@@ -166,15 +166,15 @@ describe('ListWatch', () => {
   });
 });
 
-describe('Backoff', () => {
+describe('ReconnectBackoff', () => {
   it('grows exponentially with jitter in [half, full], never zero, and resets', () => {
-    const b = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
+    const b = new ReconnectBackoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
     expect([b.nextDelayMs(), b.nextDelayMs(), b.nextDelayMs(), b.nextDelayMs(), b.nextDelayMs()]).toEqual([50, 100, 200, 400, 500]);
     b.reset();
     expect(b.nextDelayMs()).toBe(50);
-    const top = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0.999999 });
+    const top = new ReconnectBackoff({ initialMs: 100, maxMs: 1000, random: () => 0.999999 });
     expect(top.nextDelayMs()).toBe(100);
     expect(top.calmDelayMs()).toBe(100);
-    expect(new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 }).calmDelayMs()).toBe(50);
+    expect(new ReconnectBackoff({ initialMs: 100, maxMs: 1000, random: () => 0 }).calmDelayMs()).toBe(50);
   });
 });

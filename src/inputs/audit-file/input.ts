@@ -9,6 +9,7 @@ import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandle
 import { HeldFiles } from './held.ts';
 import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
 import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
+import { Waker } from '../../waker.ts';
 
 /**
  * The audit_file input at run time: a rescan loop that keeps the tracker in
@@ -70,35 +71,6 @@ const UNHEALTHY_AFTER = 3;
 const PENDING_GZ_WAIT_MS = 10_000;
 /** Hint-driven rescans are at least this far apart. */
 const HINT_RESCAN_GAP_MS = 50;
-
-class Waker {
-  #resolve: (() => void) | undefined;
-  #pending = false;
-  #timer: NodeJS.Timeout | undefined;
-
-  wake(): void {
-    const r = this.#resolve;
-    if (r) r();
-    else this.#pending = true;
-  }
-
-  wait(ms: number): Promise<void> {
-    if (this.#pending) {
-      this.#pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(this.#timer);
-        this.#resolve = undefined;
-        this.#pending = false;
-        resolve();
-      };
-      this.#resolve = done;
-      this.#timer = setTimeout(done, ms);
-    });
-  }
-}
 
 interface Batch {
   records: LogRecord[];

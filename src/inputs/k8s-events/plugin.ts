@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import { ErrorCode, errorMessage, KtrailError } from '../../errors.ts';
-import { sleep } from '../../outputs/backoff.ts';
+import { sleep } from '../../delivery/backoff.ts';
 import type { HealthReport, Input, InputContext, InputPlugin } from '../../plugin.ts';
 import { KubeClient } from '../../kube/client.ts';
 import { inspectKube, probeKube } from '../../kube/check.ts';

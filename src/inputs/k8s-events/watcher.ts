@@ -1,5 +1,5 @@
 import { errorMessage } from '../../errors.ts';
-import { sleep } from '../../outputs/backoff.ts';
+import { sleep } from '../../delivery/backoff.ts';
 import type { InputContext } from '../../plugin.ts';
 import type { KubeClient } from '../../kube/client.ts';
 import { KubeApiError } from '../../kube/client.ts';

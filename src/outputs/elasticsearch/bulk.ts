@@ -1,7 +1,7 @@
 import type { SpooledRecord } from '../../pipeline/record.ts';
 import type { ItemFailure } from '../../plugin.ts';
-import type { ByteWriter } from '../byte-writer.ts';
-import type { TimePattern } from '../time-pattern.ts';
+import type { ByteWriter } from '../../delivery/byte-writer.ts';
+import type { TimePattern } from '../../delivery/time-pattern.ts';
 
 /**
  * The `_bulk` wire format, both ways.
@@ -12,7 +12,7 @@ import type { TimePattern } from '../time-pattern.ts';
  * delivered, never indexed twice.
  *
  * Response: per-item statuses, in request order. Only failed items are
- * reported back to the shared sender, which resends the retryable ones alone
+ * reported back to the delivery runner, which resends the retryable ones alone
  * and dead-letters the permanent ones.
  */
 

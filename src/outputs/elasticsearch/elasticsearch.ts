@@ -3,12 +3,13 @@ import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { errorMessage } from '../../errors.ts';
-import { Authorizer, esAuthSchema, urlBasicAuth } from '../auth.ts';
-import { ByteWriterPool } from '../byte-writer.ts';
-import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../http/status.ts';
-import { parsePattern, TimePattern } from '../time-pattern.ts';
-import { probeHttp } from '../probe.ts';
-import { HttpPool, tlsSchema } from '../tls.ts';
+import { Authorizer, esAuthSchema, urlBasicAuth } from '../../delivery/http/auth.ts';
+import { ByteWriterPool } from '../../delivery/byte-writer.ts';
+import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../../delivery/http/status.ts';
+import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
+import { probeHttp } from '../../delivery/http/probe.ts';
+import { HttpPool } from '../../delivery/http/pool.ts';
+import { tlsSchema } from '../../delivery/http/tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
 
 /**
@@ -17,7 +18,7 @@ import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts'
  * Idempotent by construction: every document is written with `_id` = the
  * record id and (by default) `op_type: create`, so a replay after a retry or
  * a crash answers 409 for what is already there, which counts as delivered.
- * Per-item results go back to the shared sender: failed items alone are
+ * Per-item results go back to the delivery runner: failed items alone are
  * retried (429, 5xx, es_rejected_execution_exception) or dead-lettered
  * (mapping/parsing errors), never the whole batch.
  */

@@ -2,17 +2,18 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
-import { Authorizer, httpAuthSchema, urlBasicAuth } from '../auth.ts';
-import { ByteWriterPool } from '../byte-writer.ts';
-import { probeHttp } from '../probe.ts';
-import { HttpPool, tlsSchema } from '../tls.ts';
-import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
+import { Authorizer, httpAuthSchema, urlBasicAuth } from '../../delivery/http/auth.ts';
+import { ByteWriterPool } from '../../delivery/byte-writer.ts';
+import { probeHttp } from '../../delivery/http/probe.ts';
+import { HttpPool } from '../../delivery/http/pool.ts';
+import { tlsSchema } from '../../delivery/http/tls.ts';
+import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../../delivery/http/status.ts';
 
 /**
  * Posts batches to any HTTP endpoint as NDJSON or a JSON array.
  *
  * Every request carries `Idempotency-Key: <request.key>`: the same value on
- * every retry of that request and after a restart (the shared sender journals
+ * every retry of that request and after a restart (the delivery runner journals
  * request composition), so a receiver that dedupes by the header sees a
  * replay as a duplicate. Results: 2xx delivered; 408/429/5xx, 401/403 and
  * network errors retried (Retry-After honoured); 413 split by the sender;

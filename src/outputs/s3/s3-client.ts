@@ -3,8 +3,9 @@ import type { SignatureV4 } from '@smithy/signature-v4';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorMessage } from '../../errors.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { readText, retryAfterMs } from '../http/status.ts';
-import { HttpPool, type TlsConfig } from '../tls.ts';
+import { readText, retryAfterMs } from '../../delivery/http/status.ts';
+import { HttpPool } from '../../delivery/http/pool.ts';
+import type { TlsConfig } from '../../delivery/http/tls.ts';
 
 /**
  * The few S3 calls the s3 output needs — PutObject and the multipart upload

@@ -7,18 +7,18 @@ import type { OutboundRequest, Output, OutputContext, OutputPlugin, ProbeContext
 import { secret, type Secret } from '../../config/secret.ts';
 import { duration, size } from '../../config/units.ts';
 import { errorMessage } from '../../errors.ts';
-import { ByteWriterPool } from '../byte-writer.ts';
+import { ByteWriterPool } from '../../delivery/byte-writer.ts';
 import { maskUrl, scrubText } from '../../telemetry/scrub.ts';
-import { transportFailure } from '../http/status.ts';
-import { describeTransportError, tlsWord } from '../probe.ts';
-import { parsePattern, TimePattern } from '../time-pattern.ts';
-import { tlsSchema } from '../tls.ts';
+import { transportFailure } from '../../delivery/http/status.ts';
+import { describeTransportError, tlsWord } from '../../delivery/http/probe.ts';
+import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
+import { tlsSchema } from '../../delivery/http/tls.ts';
 import { S3Client, S3Error, type AwsCredentials, type CompletedPart, type CredentialProvider } from './s3-client.ts';
 
 /**
  * Gzipped NDJSON objects in S3 (or an S3-compatible store).
  *
- * One request of the shared sender is one object (or one per input when the
+ * One request of the delivery runner is one object (or one per input when the
  * key uses `{input}`), so objects roll by `max_object_bytes` (uncompressed)
  * and `max_object_age` through the sender's batching. The key contains
  * `{batch}` = `request.key`, which the sender keeps stable across retries and

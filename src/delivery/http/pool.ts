@@ -1,33 +1,18 @@
 import fs from 'node:fs';
 import { Pool } from 'undici';
-import { z } from 'zod';
-import { errorMessage } from '../errors.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { errorMessage } from '../../errors.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { TlsConfig } from './tls.ts';
 
 /**
- * TLS settings shared by the HTTP-based outputs, and the keep-alive
- * connection pool built from them.
+ * The keep-alive connection pool of an HTTP-based output, built from its TLS
+ * settings (tls.ts).
  *
  * The CA, certificate and key files are read when the pool is built and
  * checked (stat) before each request: cert-manager and mounted Secrets rotate
  * them in place, so a changed file gets a new pool for the next request while
  * the old one finishes what it has in flight.
  */
-export const tlsSchema = z
-  .strictObject({
-    ca_file: z.string().min(1).optional().describe('PEM bundle of CAs to trust instead of the system ones; re-read when it changes.'),
-    cert_file: z.string().min(1).optional().describe('PEM client certificate for mutual TLS (with key_file); re-read when it changes.'),
-    key_file: z.string().min(1).optional().describe('PEM private key of cert_file.'),
-    server_name: z.string().min(1).optional().describe("Name for SNI and the certificate check, when it differs from the URL's host."),
-    insecure_skip_verify: z.boolean().default(false).describe('Do not verify the server certificate. For tests only; logged as a warning at start.'),
-  })
-  .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), {
-    message: 'cert_file and key_file go together: set both (mutual TLS) or neither',
-  })
-  .describe('TLS settings for https:// URLs.');
-
-export type TlsConfig = z.output<typeof tlsSchema>;
-
 export interface HttpPoolOptions {
   /** Upper bound of connections to the origin. */
   connections: number;
@@ -119,7 +104,7 @@ export class HttpPool {
       connections: this.#opts.connections,
       // Keep-alive is undici's default; a server's Keep-Alive hint shortens this.
       keepAliveTimeout: 30_000,
-      // The shared sender's request_timeout aborts a send; these only stop a dead socket from hanging forever.
+      // The delivery runner's request_timeout aborts a send; these only stop a dead socket from hanging forever.
       headersTimeout: 0,
       bodyTimeout: 0,
       connect,

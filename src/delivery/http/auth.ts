@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { secret } from '../config/secret.ts';
-import { errorMessage } from '../errors.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { secret } from '../../config/secret.ts';
+import { errorMessage } from '../../errors.ts';
+import type { Logger } from '../../telemetry/logger.ts';
 
 /**
  * `Authorization` for the HTTP-based outputs: basic (username + password),

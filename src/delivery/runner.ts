@@ -1,16 +1,23 @@
 import type { DeadLetterEntry, Spool } from '../spool/spool.ts';
 import type { SpooledRecord } from '../pipeline/record.ts';
-import type { ItemFailure, OutboundRequest, Output, SendOutcome } from '../plugin.ts';
+import type { Output } from '../plugin.ts';
 import type { ComponentTelemetry, Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { errorMessage } from '../errors.ts';
 import { reasonCode } from '../spool/dead-letter.ts';
 import { retryDelayMs, sleep } from './backoff.ts';
+import { composeGroup, splitRecords, type BatchLimits } from './batching.ts';
+import { journaledGroups } from './journal.ts';
+import { RetryingSender, type RetryConfig } from './retry.ts';
+import { Waker } from '../waker.ts';
 
 /**
- * The shared sender: the one delivery loop every output runs in. An output
- * only encodes and sends; batching, retry, timeouts, dead-lettering and
- * acknowledging the spool live here.
+ * The delivery runner: the one loop every output runs in, from the spool to
+ * the output's `send`. An output only encodes and sends; this file composes
+ * request groups and acknowledges the spool, with one concern per module
+ * beside it: batching.ts (which batches make a request), retry.ts (sending a
+ * part until each record is delivered or failed for good), journal.ts (the
+ * groups to send again after a restart) and backoff.ts.
  *
  * Invariants:
  * - A request is a run of whole spool batches (a batch too large for one
@@ -24,16 +31,8 @@ import { retryDelayMs, sleep } from './backoff.ts';
  * - Memory is bounded by `maxBatchBytes * concurrency` plus one spool batch.
  */
 
-export interface SenderConfig {
-  maxBatchBytes: number;
-  maxBatchRecords: number;
-  flushIntervalMs: number;
+export interface SenderConfig extends BatchLimits, RetryConfig {
   concurrency: number;
-  requestTimeoutMs: number;
-  initialBackoffMs: number;
-  maxBackoffMs: number;
-  /** Dead-letter what still fails after this long; undefined = retry forever. */
-  maxElapsedMs: number | undefined;
 }
 
 export interface OutputRunnerOptions {
@@ -47,7 +46,7 @@ export interface OutputRunnerOptions {
   random?: () => number;
 }
 
-interface Group {
+export interface Group {
   firstBatch: number;
   lastBatch: number;
   batchIds: number[];
@@ -65,7 +64,8 @@ export class OutputRunner {
   #cursor = 0;
   #replay: Group[] = [];
   #inflight = new Set<Promise<void>>();
-  #wake: (() => void) | undefined;
+  readonly #work = new Waker();
+  readonly #retry: RetryingSender;
   #loop: Promise<void> | undefined;
   #draining = false;
   #stopped = false;
@@ -77,21 +77,28 @@ export class OutputRunner {
   constructor(opts: OutputRunnerOptions) {
     this.name = opts.name;
     this.#o = opts;
+    this.#retry = new RetryingSender({
+      name: opts.name,
+      output: opts.output,
+      config: opts.config,
+      metrics: opts.metrics,
+      telemetry: opts.telemetry,
+      log: opts.log,
+      stop: this.#stop.signal,
+      onProgress: () => {
+        this.#lastProgressMs = Date.now();
+      },
+      random: opts.random,
+    });
   }
 
   start(): void {
     if (this.#loop) return;
     const { spool, name } = this.#o;
     // Replay journaled groups first, exactly as they were composed.
-    for (const j of spool.journaledRequests(name)) {
-      const refs = spool.pending(name, j.firstBatch - 1, FETCH_LIMIT).filter((b) => b.id <= j.lastBatch);
-      if (refs.length === 0) {
-        spool.dropJournaledRequest(name, j.firstBatch);
-        continue;
-      }
-      this.#replay.push({ firstBatch: j.firstBatch, lastBatch: j.lastBatch, batchIds: refs.map((r) => r.id) });
-      this.#cursor = Math.max(this.#cursor, j.lastBatch);
-    }
+    const { groups, cursor } = journaledGroups(spool, name, FETCH_LIMIT);
+    this.#replay.push(...groups);
+    this.#cursor = Math.max(this.#cursor, cursor);
     this.#unsubscribe = spool.onAppend((e) => {
       if (!e.routes.includes(name)) return;
       const w = this.#waiting;
@@ -157,21 +164,11 @@ export class OutputRunner {
   }
 
   #poke(): void {
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
+    this.#work.wake();
   }
 
   #waitForWork(timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        if (this.#wake === done) this.#wake = undefined;
-        resolve();
-      };
-      const t = setTimeout(done, Math.max(1, timeoutMs));
-      this.#wake = done;
-    });
+    return this.#work.wait(timeoutMs);
   }
 
   async #run(): Promise<void> {
@@ -213,34 +210,17 @@ export class OutputRunner {
     }
   }
 
-  /** Greedy: whole batches until a limit is reached, or the oldest has waited flush_interval. */
+  /** The next group to send (journaled before it is returned), or how long to wait for one. */
   #nextGroup(): { group?: Group; waitMs: number } {
     const { spool, config, name } = this.#o;
     const refs = spool.pending(name, this.#cursor, FETCH_LIMIT);
     if (refs.length === 0) return { waitMs: 5000 };
-    let bytes = 0;
-    let records = 0;
-    const ids: number[] = [];
-    let full = false;
-    for (const ref of refs) {
-      if (ids.length > 0 && (bytes + ref.bytes > config.maxBatchBytes || records + ref.recordCount > config.maxBatchRecords)) {
-        full = true;
-        break;
-      }
-      ids.push(ref.id);
-      bytes += ref.bytes;
-      records += ref.recordCount;
-      if (bytes >= config.maxBatchBytes || records >= config.maxBatchRecords) {
-        full = true;
-        break;
-      }
+    const c = composeGroup(refs, config, this.#draining, Date.now());
+    if (c.kind === 'wait') {
+      this.#waiting = { records: c.records, bytes: c.bytes, dueMs: Date.now() + c.waitMs };
+      return { waitMs: c.waitMs };
     }
-    const ageMs = Date.now() - refs[0]!.createdMs;
-    if (!full && !this.#draining && ageMs < config.flushIntervalMs) {
-      const waitMs = config.flushIntervalMs - ageMs;
-      this.#waiting = { records, bytes, dueMs: Date.now() + waitMs };
-      return { waitMs };
-    }
+    const ids = c.batchIds;
     const group = { firstBatch: ids[0]!, lastBatch: ids[ids.length - 1]!, batchIds: ids };
     spool.journalRequest(name, group.firstBatch, group.lastBatch);
     this.#cursor = group.lastBatch;
@@ -287,7 +267,7 @@ export class OutputRunner {
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!;
       const partKey = parts.length === 1 ? key : `${key}-p${i}`;
-      const done = await this.#sendWithRetry(group, partKey, part);
+      const done = await this.#retry.send(group, partKey, part);
       if (done === 'stopped') return; // stays journaled; resent after restart
       for (const f of done) {
         deadLetters.push({
@@ -319,161 +299,4 @@ export class OutputRunner {
       );
     }
   }
-
-  /**
-   * Send until every record is delivered or permanently failed. Returns the
-   * permanent failures (index into `records`), or 'stopped' when the agent
-   * stopped first.
-   */
-  async #sendWithRetry(
-    group: Group,
-    key: string,
-    records: readonly SpooledRecord[],
-  ): Promise<Array<{ index: number; record: SpooledRecord; reason: string }> | 'stopped'> {
-    const { output, config, metrics, telemetry, log, name } = this.#o;
-    const failed: Array<{ index: number; record: SpooledRecord; reason: string }> = [];
-    // Indexes (into `records`) still to deliver.
-    let todo = records.map((_, i) => i);
-    const startedMs = Date.now();
-    let attempt = 0;
-    let lastReason = '';
-    while (todo.length > 0) {
-      if (this.#stop.signal.aborted) return 'stopped';
-      attempt++;
-      const batch = todo.map((i) => records[i]!);
-      const bytes = batch.reduce((n, r) => n + r.json.length + 1, 0);
-      const request: OutboundRequest = { key, firstBatchId: group.firstBatch, lastBatchId: group.lastBatch, records: batch, attempt };
-      const timeout = AbortSignal.timeout(config.requestTimeoutMs);
-      const signal = AbortSignal.any([this.#stop.signal, timeout]);
-      const t0 = performance.now();
-      let outcome: SendOutcome;
-      try {
-        // An output that ignores its signal must not hold up a timeout or a stop.
-        outcome = validOutcome(await Promise.race([output.send(request, signal), aborted(signal)]), batch.length);
-      } catch (err) {
-        outcome = { kind: 'retryable', reason: errorMessage(err) };
-      }
-      if (timeout.aborted && outcome.kind !== 'ok') outcome = { kind: 'retryable', reason: `timeout after ${config.requestTimeoutMs} ms` };
-      if (this.#stop.signal.aborted && outcome.kind !== 'ok') return 'stopped';
-      const label = outcome.kind === 'retryable' && timeout.aborted ? 'timeout' : outcome.kind;
-      metrics.outputRequests.inc({ output: name, outcome: label });
-      metrics.outputRequestSeconds.observe({ output: name, outcome: label }, (performance.now() - t0) / 1000);
-
-      let retryAfterMs: number | undefined;
-      switch (outcome.kind) {
-        case 'ok':
-          telemetry.sent(batch.length, bytes);
-          metrics.outputLastSuccess.set({ output: name }, Date.now() / 1000);
-          this.#lastProgressMs = Date.now();
-          todo = [];
-          continue;
-        case 'permanent':
-          for (const i of todo) failed.push({ index: i, record: records[i]!, reason: outcome.reason });
-          telemetry.error(reasonCode(outcome.reason), 1);
-          todo = [];
-          continue;
-        case 'too_large': {
-          if (todo.length === 1) {
-            failed.push({ index: todo[0]!, record: records[todo[0]!]!, reason: `too large for the destination: ${outcome.reason}` });
-            todo = [];
-            continue;
-          }
-          // Halve and deliver each half on its own (deterministic split, stable keys).
-          const mid = Math.ceil(todo.length / 2);
-          for (const [h, half] of [todo.slice(0, mid), todo.slice(mid)].entries()) {
-            const sub = await this.#sendWithRetry(group, `${key}-s${h}`, half.map((i) => records[i]!));
-            if (sub === 'stopped') return 'stopped';
-            for (const f of sub) failed.push({ index: half[f.index]!, record: f.record, reason: f.reason });
-          }
-          todo = [];
-          continue;
-        }
-        case 'partial': {
-          const retry: number[] = [];
-          const failedHere = new Set<number>();
-          for (const f of outcome.failures as ItemFailure[]) {
-            const idx = todo[f.index];
-            // One verdict per item: the first one an output reports wins.
-            if (idx === undefined || failedHere.has(f.index)) continue;
-            failedHere.add(f.index);
-            if (f.kind === 'permanent') failed.push({ index: idx, record: records[idx]!, reason: f.reason });
-            else {
-              retry.push(idx);
-              lastReason = f.reason;
-            }
-          }
-          const delivered = batch.length - failedHere.size;
-          if (delivered > 0) {
-            telemetry.sent(delivered);
-            metrics.outputLastSuccess.set({ output: name }, Date.now() / 1000);
-            this.#lastProgressMs = Date.now();
-          }
-          todo = retry;
-          retryAfterMs = outcome.retryAfterMs;
-          if (todo.length === 0) continue;
-          break;
-        }
-        case 'retryable':
-          lastReason = outcome.reason;
-          retryAfterMs = outcome.retryAfterMs;
-          telemetry.error(reasonCode(outcome.reason));
-          break;
-      }
-      if (config.maxElapsedMs !== undefined && Date.now() - startedMs >= config.maxElapsedMs) {
-        for (const i of todo) failed.push({ index: i, record: records[i]!, reason: `retries exhausted after ${config.maxElapsedMs} ms: ${lastReason}` });
-        todo = [];
-        continue;
-      }
-      const delay = retryDelayMs({ initialBackoffMs: config.initialBackoffMs, maxBackoffMs: config.maxBackoffMs }, attempt, retryAfterMs, this.#o.random);
-      metrics.outputRetries.inc({ output: name, reason: reasonCode(lastReason) });
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ key, attempt, delayMs: delay, reason: lastReason, records: todo.length }, 'send failed; retrying');
-      await sleep(delay, this.#stop.signal);
-    }
-    return failed;
-  }
-}
-
-function aborted(signal: AbortSignal): Promise<SendOutcome> {
-  return new Promise((resolve) => {
-    const done = () => resolve({ kind: 'retryable', reason: 'aborted' });
-    if (signal.aborted) done();
-    else signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** Anything but a well-formed outcome is treated as retryable, never as delivered. */
-function validOutcome(o: unknown, records: number): SendOutcome {
-  const v = o as SendOutcome | undefined;
-  switch (v?.kind) {
-    case 'ok':
-      return v;
-    case 'retryable':
-    case 'permanent':
-    case 'too_large':
-      return { ...v, reason: typeof v.reason === 'string' ? v.reason : String(v.reason) };
-    case 'partial':
-      if (Array.isArray(v.failures) && v.failures.every((f) => Number.isInteger(f?.index) && f.index >= 0 && f.index < records)) return v;
-      return { kind: 'retryable', reason: 'output returned malformed per-item results' };
-    default:
-      return { kind: 'retryable', reason: `output returned an invalid outcome: ${JSON.stringify(o)?.slice(0, 80)}` };
-  }
-}
-
-/** Split into request parts that respect both limits (at least one record per part). */
-export function splitRecords(records: readonly SpooledRecord[], maxBytes: number, maxRecords: number): SpooledRecord[][] {
-  const parts: SpooledRecord[][] = [];
-  let cur: SpooledRecord[] = [];
-  let bytes = 0;
-  for (const r of records) {
-    const n = r.json.length + 1;
-    if (cur.length > 0 && (bytes + n > maxBytes || cur.length >= maxRecords)) {
-      parts.push(cur);
-      cur = [];
-      bytes = 0;
-    }
-    cur.push(r);
-    bytes += n;
-  }
-  if (cur.length > 0) parts.push(cur);
-  return parts;
 }

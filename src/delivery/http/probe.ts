@@ -1,9 +1,10 @@
-import { errorMessage } from '../errors.ts';
-import type { ProbeContext, ProbeResult } from '../plugin.ts';
-import { maskUrl, scrubText } from '../telemetry/scrub.ts';
+import { errorMessage } from '../../errors.ts';
+import type { ProbeContext, ProbeResult } from '../../plugin.ts';
+import { maskUrl, scrubText } from '../../telemetry/scrub.ts';
 import { Authorizer, urlBasicAuth, type AuthConfig } from './auth.ts';
-import { bodyDetail, readText } from './http/status.ts';
-import { HttpPool, type TlsConfig } from './tls.ts';
+import { bodyDetail, readText } from './status.ts';
+import { HttpPool } from './pool.ts';
+import type { TlsConfig } from './tls.ts';
 
 /**
  * `ktrail check --connect` for the HTTP-based outputs: one request, built

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parsePattern, TimePattern } from '../../src/outputs/time-pattern.ts';
+import { parsePattern, TimePattern } from '../../src/delivery/time-pattern.ts';
 
 describe('time patterns', () => {
   it('formats UTC time tokens and placeholders', () => {
