@@ -1,14 +1,12 @@
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import { z } from 'zod';
-import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { errorMessage } from '../../errors.ts';
-import { Authorizer, esAuthSchema, urlBasicAuth } from '../../delivery/http/auth.ts';
-import { ByteWriterPool } from '../../delivery/byte-writer.ts';
-import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../../delivery/http/status.ts';
+import { esAuthSchema } from '../../delivery/http/auth.ts';
+import type { ByteWriter } from '../../delivery/byte-writer.ts';
+import { EndpointOutput, userHeaders } from '../../delivery/http/endpoint.ts';
+import { transportFailure } from '../../delivery/http/status.ts';
 import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
-import { HttpPool } from '../../delivery/http/pool.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
 
@@ -22,8 +20,6 @@ import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts'
  * retried (429, 5xx, es_rejected_execution_exception) or dead-lettered
  * (mapping/parsing errors), never the whole batch.
  */
-const gzip = promisify(zlib.gzip);
-
 const TARGET_VARS = ['input'] as const;
 
 const targetPattern = (what: string) =>
@@ -70,17 +66,17 @@ const schema = z
   });
 export type ElasticsearchConfig = z.output<typeof schema>;
 
-class ElasticsearchOutput implements Output {
+class ElasticsearchOutput extends EndpointOutput {
   readonly #cfg: ElasticsearchConfig;
   readonly #ctx: OutputContext;
-  readonly #pool: HttpPool;
-  readonly #auth: Authorizer;
   readonly #encoder: BulkEncoder;
-  readonly #writers = new ByteWriterPool(32 * 1024 * 1024);
   readonly #path: string;
-  readonly #headers: Record<string, string>;
 
   constructor(cfg: ElasticsearchConfig, ctx: OutputContext) {
+    const headers = userHeaders(cfg.headers);
+    headers['content-type'] = 'application/x-ndjson';
+    headers['user-agent'] ??= 'ktrail';
+    super(cfg, { connections: 16, headers, log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
     this.#cfg = cfg;
     this.#ctx = ctx;
     const url = new URL(cfg.url);
@@ -88,67 +84,30 @@ class ElasticsearchOutput implements Output {
     const query = new URLSearchParams({ filter_path: BULK_FILTER_PATH });
     if (cfg.pipeline) query.set('pipeline', cfg.pipeline);
     this.#path = `${base}/_bulk?${query.toString()}`;
-    this.#pool = new HttpPool(url.origin, { connections: 16, tls: cfg.tls, log: ctx.log });
-    this.#auth = new Authorizer(cfg.auth, ctx.log);
     this.#encoder = new BulkEncoder({
       opType: cfg.data_stream !== undefined ? 'create' : cfg.op_type,
       target: new TimePattern(cfg.data_stream ?? cfg.index ?? DEFAULT_INDEX, TARGET_VARS),
       addTimestamp: cfg.add_timestamp,
     });
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v;
-    headers['content-type'] = 'application/x-ndjson';
-    headers['user-agent'] ??= 'ktrail';
-    const basic = urlBasicAuth(url);
-    if (basic) headers.authorization = basic;
-    this.#headers = headers;
   }
 
-  async start(): Promise<void> {
-    this.#pool.start();
-  }
-
-  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
-    const writer = this.#writers.take();
+  protected async sendPart(writer: ByteWriter, request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    this.#encoder.encode(writer, request.records);
+    // A 404 on _bulk means the URL (or a proxy in front) is wrong, not the data: retry until fixed.
+    const x = await this.endpoint.exchange({ path: this.#path, method: 'POST', body: writer.view(), retryStatus: (status) => status === 404 }, signal);
+    if (!x.ok) return x.outcome;
+    if (x.res.statusCode !== 200) {
+      // Another 2xx is not a bulk response: retryable, never delivered.
+      await x.res.body.dump().catch(() => undefined);
+      return { kind: 'retryable', reason: `HTTP ${x.res.statusCode} from _bulk (expected 200 with per-item results)` };
+    }
+    let text: string;
     try {
-      this.#encoder.encode(writer, request.records);
-      const headers: Record<string, string> = { ...this.#headers };
-      const auth = this.#auth.header();
-      if (auth.error) return { kind: 'retryable', reason: auth.error };
-      if (auth.value) headers.authorization = auth.value;
-      let body: Buffer = writer.view();
-      if (this.#cfg.compression === 'gzip') {
-        body = await gzip(body, { level: this.#cfg.compression_level });
-        headers['content-encoding'] = 'gzip';
-      }
-      let res;
-      try {
-        res = await this.#pool.get().request({ path: this.#path, method: 'POST', headers, body, signal });
-      } catch (err) {
-        return transportFailure(err, signal);
-      }
-      if (res.statusCode === 200) {
-        let text: string;
-        try {
-          text = await res.body.text();
-        } catch (err) {
-          return transportFailure(err, signal);
-        }
-        return this.#items(text, request);
-      }
-      const detail = bodyDetail(await readText(res.body));
-      const reason = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
-      const cls = classifyStatus(res.statusCode);
-      if (cls === 'too_large') return { kind: 'too_large', reason };
-      if (cls === 'auth') this.#auth.rejected(res.statusCode, detail);
-      // A 404 on _bulk means the URL (or a proxy in front) is wrong, not the data: retry until fixed.
-      if (cls === 'permanent' && res.statusCode !== 404) return { kind: 'permanent', reason };
-      return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
+      text = await x.res.body.text();
     } catch (err) {
       return transportFailure(err, signal);
-    } finally {
-      this.#writers.give(writer);
     }
+    return this.#items(text, request);
   }
 
   #items(text: string, request: OutboundRequest): SendOutcome {
@@ -166,9 +125,6 @@ class ElasticsearchOutput implements Output {
     return { kind: 'partial', failures: result.failures };
   }
 
-  async close(): Promise<void> {
-    await this.#pool.close();
-  }
 }
 
 export const elasticsearchOutput: OutputPlugin<typeof schema> = {

@@ -1,13 +1,10 @@
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import { z } from 'zod';
-import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
-import { Authorizer, httpAuthSchema, urlBasicAuth } from '../../delivery/http/auth.ts';
-import { ByteWriterPool } from '../../delivery/byte-writer.ts';
+import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
+import { httpAuthSchema } from '../../delivery/http/auth.ts';
+import type { ByteWriter } from '../../delivery/byte-writer.ts';
+import { EndpointOutput, userHeaders } from '../../delivery/http/endpoint.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
-import { HttpPool } from '../../delivery/http/pool.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
-import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from '../../delivery/http/status.ts';
 
 /**
  * Posts batches to any HTTP endpoint as NDJSON or a JSON array.
@@ -19,8 +16,6 @@ import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } 
  * network errors retried (Retry-After honoured); 413 split by the sender;
  * other 4xx dead-lettered with the status and body.
  */
-const gzip = promisify(zlib.gzip);
-
 const schema = z.strictObject({
   url: z.url({ protocol: /^https?$/, error: 'write an http:// or https:// URL' }).describe('Endpoint URL (http:// or https://); user:password@ in it is sent as basic auth.'),
   method: z.enum(['POST', 'PUT']).default('POST').describe('HTTP method.'),
@@ -46,90 +41,40 @@ export type HttpOutputConfig = z.output<typeof schema>;
 
 const RESERVED = new Set(['content-length', 'content-encoding', 'host', 'transfer-encoding']);
 
-class HttpOutput implements Output {
+class HttpOutput extends EndpointOutput {
   readonly #cfg: HttpOutputConfig;
-  readonly #pool: HttpPool;
-  readonly #auth: Authorizer;
-  readonly #writers = new ByteWriterPool(16 * 1024 * 1024);
   readonly #path: string;
-  readonly #headers: Record<string, string>;
 
   constructor(cfg: HttpOutputConfig, ctx: OutputContext) {
+    super(cfg, {
+      connections: 8,
+      headers: {
+        'content-type': cfg.format === 'ndjson' ? 'application/x-ndjson' : 'application/json',
+        'user-agent': 'ktrail',
+        ...userHeaders(cfg.headers, RESERVED),
+      },
+      log: ctx.log,
+      maxWriterBytes: 16 * 1024 * 1024,
+    });
     this.#cfg = cfg;
     const url = new URL(cfg.url);
     this.#path = `${url.pathname}${url.search}`;
-    this.#pool = new HttpPool(url.origin, { connections: 8, tls: cfg.tls, log: ctx.log });
-    this.#auth = new Authorizer(cfg.auth, ctx.log);
-    const headers: Record<string, string> = {
-      'content-type': cfg.format === 'ndjson' ? 'application/x-ndjson' : 'application/json',
-      'user-agent': 'ktrail',
-    };
-    for (const [k, v] of Object.entries(cfg.headers)) {
-      if (!RESERVED.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+  }
+
+  protected async sendPart(writer: ByteWriter, request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
+    const arr = this.#cfg.format === 'json_array';
+    if (arr) writer.byte(0x5b);
+    for (let i = 0; i < request.records.length; i++) {
+      if (arr && i > 0) writer.byte(0x2c);
+      writer.write(request.records[i]!.json);
+      if (!arr) writer.byte(0x0a);
     }
-    const basic = urlBasicAuth(url);
-    if (basic) headers.authorization = basic;
-    this.#headers = headers;
-  }
-
-  async start(): Promise<void> {
-    this.#pool.start();
-  }
-
-  async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
-    const writer = this.#writers.take();
-    try {
-      const arr = this.#cfg.format === 'json_array';
-      if (arr) writer.byte(0x5b);
-      for (let i = 0; i < request.records.length; i++) {
-        if (arr && i > 0) writer.byte(0x2c);
-        writer.write(request.records[i]!.json);
-        if (!arr) writer.byte(0x0a);
-      }
-      if (arr) writer.byte(0x5d);
-      const headers: Record<string, string> = { ...this.#headers };
-      if (this.#cfg.idempotency_header) headers[this.#cfg.idempotency_header.toLowerCase()] = request.key;
-      const auth = this.#auth.header();
-      if (auth.error) return { kind: 'retryable', reason: auth.error };
-      if (auth.value) headers.authorization = auth.value;
-      let body: Buffer = writer.view();
-      if (this.#cfg.compression === 'gzip') {
-        body = await gzip(body, { level: this.#cfg.compression_level });
-        headers['content-encoding'] = 'gzip';
-      }
-      let res;
-      try {
-        res = await this.#pool.get().request({ path: this.#path, method: this.#cfg.method, headers, body, signal });
-      } catch (err) {
-        return transportFailure(err, signal);
-      }
-      const cls = classifyStatus(res.statusCode);
-      if (cls === 'ok') {
-        await res.body.dump().catch(() => undefined);
-        return { kind: 'ok' };
-      }
-      const detail = bodyDetail(await readText(res.body));
-      const reason = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
-      switch (cls) {
-        case 'too_large':
-          return { kind: 'too_large', reason };
-        case 'permanent':
-          return { kind: 'permanent', reason };
-        case 'auth':
-          this.#auth.rejected(res.statusCode, detail);
-          return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
-        default:
-          return { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) };
-      }
-    } catch (err) {
-      return transportFailure(err, signal);
-    } finally {
-      this.#writers.give(writer);
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.#pool.close();
+    if (arr) writer.byte(0x5d);
+    const extra = this.#cfg.idempotency_header ? { [this.#cfg.idempotency_header.toLowerCase()]: request.key } : undefined;
+    const x = await this.endpoint.exchange({ path: this.#path, method: this.#cfg.method, body: writer.view(), extra }, signal);
+    if (!x.ok) return x.outcome;
+    await x.res.body.dump().catch(() => undefined);
+    return { kind: 'ok' };
   }
 }
 
@@ -143,8 +88,7 @@ export const httpOutput: OutputPlugin<typeof schema> = {
   probe: async (cfg, ctx) => {
     const explicit = cfg.probe.url !== undefined;
     const url = new URL(cfg.probe.url ?? cfg.url);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(cfg.headers)) if (!RESERVED.has(k.toLowerCase())) headers[k.toLowerCase()] = v;
+    const headers = userHeaders(cfg.headers, RESERVED);
     const method = cfg.probe.method;
     const result = await probeHttp(
       {
