@@ -5,13 +5,11 @@
 export const ErrorCode = {
   CONFIG_INVALID: 'KTRAIL_ERR_CONFIG_INVALID',
   CONFIG_READ: 'KTRAIL_ERR_CONFIG_READ',
-  CONFIG_YAML: 'KTRAIL_ERR_CONFIG_YAML',
-  CONFIG_ENV: 'KTRAIL_ERR_CONFIG_ENV',
   SPOOL_SCHEMA: 'KTRAIL_ERR_SPOOL_SCHEMA',
   SPOOL_CLOSED: 'KTRAIL_ERR_SPOOL_CLOSED',
   SECRET_READ: 'KTRAIL_ERR_SECRET_READ',
-  SEND_TIMEOUT: 'KTRAIL_ERR_SEND_TIMEOUT',
-  SHUTDOWN: 'KTRAIL_ERR_SHUTDOWN',
+  /** The events collector's lease was not renewed in time: another instance may lead now. */
+  LEADERSHIP_LOST: 'KTRAIL_ERR_LEADERSHIP_LOST',
   STATE_DIR: 'KTRAIL_ERR_STATE_DIR',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

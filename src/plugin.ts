@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import type { OutcomeCode } from './delivery/outcome.ts';
 import type { z } from 'zod';
 import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
 import type { DeadLetterEntry } from './spool/dead-letter.ts';
@@ -128,20 +129,23 @@ export interface ItemFailure {
   /** Index into `request.records`. */
   index: number;
   kind: ItemFailureKind;
-  reason: string;
+  /** Why, as a code (src/delivery/outcome.ts): the metric label and the dead letter's code. */
+  code: OutcomeCode;
+  /** What the destination said about it. */
+  detail: string;
 }
 
 /** What an output reports for one send. */
 export type SendOutcome =
   | { kind: 'ok' }
   /** The whole request may succeed later (network, 429, 5xx, timeout). */
-  | { kind: 'retryable'; reason: string; retryAfterMs?: number }
+  | { kind: 'retryable'; code: OutcomeCode; detail: string; retryAfterMs?: number }
   /** The whole request will never succeed (4xx): its records go to the dead-letter table. */
-  | { kind: 'permanent'; reason: string }
+  | { kind: 'permanent'; code: OutcomeCode; detail: string }
   /** Some records failed: retryable ones are resent alone, permanent ones dead-lettered. */
   | { kind: 'partial'; failures: ItemFailure[]; retryAfterMs?: number }
   /** The destination refused the size (413): the sender splits the request. */
-  | { kind: 'too_large'; reason: string };
+  | { kind: 'too_large'; code: OutcomeCode; detail: string };
 
 export interface OutputContext extends ComponentContext {
   state: StateAccess;

@@ -3,7 +3,7 @@ import type { ItemFailure, OutboundRequest, Output, SendOutcome } from '../plugi
 import type { ComponentTelemetry, Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { errorMessage } from '../errors.ts';
-import { reasonCode } from '../spool/dead-letter.ts';
+import type { OutcomeCode } from './outcome.ts';
 import { retryDelayMs, sleep } from './backoff.ts';
 
 /**
@@ -42,11 +42,12 @@ export interface GroupRange {
   lastBatch: number;
 }
 
-/** A record that failed for good: its index in the part, and why. */
+/** A record that failed for good: its index in the part, and why (a code, and the detail for the dead letter). */
 export interface RecordFailure {
   index: number;
   record: SpooledRecord;
-  reason: string;
+  code: OutcomeCode;
+  detail: string;
 }
 
 export class RetryingSender {
@@ -68,7 +69,7 @@ export class RetryingSender {
     let todo = records.map((_, i) => i);
     const startedMs = Date.now();
     let attempt = 0;
-    let lastReason = '';
+    let last: { code: OutcomeCode; detail: string } = { code: 'exception', detail: '' };
     while (todo.length > 0) {
       if (this.#o.stop.aborted) return 'stopped';
       attempt++;
@@ -83,9 +84,9 @@ export class RetryingSender {
         // An output that ignores its signal must not hold up a timeout or a stop.
         outcome = validOutcome(await Promise.race([output.send(request, signal), aborted(signal)]), batch.length);
       } catch (err) {
-        outcome = { kind: 'retryable', reason: errorMessage(err) };
+        outcome = { kind: 'retryable', code: 'exception', detail: errorMessage(err) };
       }
-      if (timeout.aborted && outcome.kind !== 'ok') outcome = { kind: 'retryable', reason: `timeout after ${config.requestTimeoutMs} ms` };
+      if (timeout.aborted && outcome.kind !== 'ok') outcome = { kind: 'retryable', code: 'timeout', detail: `timeout after ${config.requestTimeoutMs} ms` };
       if (this.#o.stop.aborted && outcome.kind !== 'ok') return 'stopped';
       const label = outcome.kind === 'retryable' && timeout.aborted ? 'timeout' : outcome.kind;
       metrics.outputRequests.inc({ output: name, outcome: label });
@@ -100,13 +101,13 @@ export class RetryingSender {
           todo = [];
           continue;
         case 'permanent':
-          for (const i of todo) failed.push({ index: i, record: records[i]!, reason: outcome.reason });
-          telemetry.error(reasonCode(outcome.reason), 1);
+          for (const i of todo) failed.push({ index: i, record: records[i]!, code: outcome.code, detail: outcome.detail });
+          telemetry.error(outcome.code, 1);
           todo = [];
           continue;
         case 'too_large': {
           if (todo.length === 1) {
-            failed.push({ index: todo[0]!, record: records[todo[0]!]!, reason: `too large for the destination: ${outcome.reason}` });
+            failed.push({ index: todo[0]!, record: records[todo[0]!]!, code: 'too_large', detail: `too large for the destination: ${outcome.detail}` });
             todo = [];
             continue;
           }
@@ -115,7 +116,7 @@ export class RetryingSender {
           for (const [h, half] of [todo.slice(0, mid), todo.slice(mid)].entries()) {
             const sub = await this.send(group, `${key}-s${h}`, half.map((i) => records[i]!));
             if (sub === 'stopped') return 'stopped';
-            for (const f of sub) failed.push({ index: half[f.index]!, record: f.record, reason: f.reason });
+            for (const f of sub) failed.push({ ...f, index: half[f.index]! });
           }
           todo = [];
           continue;
@@ -128,10 +129,11 @@ export class RetryingSender {
             // One verdict per item: the first one an output reports wins.
             if (idx === undefined || failedHere.has(f.index)) continue;
             failedHere.add(f.index);
-            if (f.kind === 'permanent') failed.push({ index: idx, record: records[idx]!, reason: f.reason });
+            telemetry.error(f.code, 1);
+            if (f.kind === 'permanent') failed.push({ index: idx, record: records[idx]!, code: f.code, detail: f.detail });
             else {
               retry.push(idx);
-              lastReason = f.reason;
+              last = f;
             }
           }
           const delivered = batch.length - failedHere.size;
@@ -146,19 +148,19 @@ export class RetryingSender {
           break;
         }
         case 'retryable':
-          lastReason = outcome.reason;
+          last = outcome;
           retryAfterMs = outcome.retryAfterMs;
-          telemetry.error(reasonCode(outcome.reason));
+          telemetry.error(outcome.code);
           break;
       }
       if (config.maxElapsedMs !== undefined && Date.now() - startedMs >= config.maxElapsedMs) {
-        for (const i of todo) failed.push({ index: i, record: records[i]!, reason: `retries exhausted after ${config.maxElapsedMs} ms: ${lastReason}` });
+        for (const i of todo) failed.push({ index: i, record: records[i]!, code: 'retries_exhausted', detail: `retries exhausted after ${config.maxElapsedMs} ms: ${last.detail}` });
         todo = [];
         continue;
       }
       const delay = retryDelayMs({ initialBackoffMs: config.initialBackoffMs, maxBackoffMs: config.maxBackoffMs }, attempt, retryAfterMs, this.#o.random);
-      metrics.outputRetries.inc({ output: name, reason: reasonCode(lastReason) });
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ key, attempt, delayMs: delay, reason: lastReason, records: todo.length }, 'send failed; retrying');
+      metrics.outputRetries.inc({ output: name, reason: last.code });
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ key, attempt, delayMs: delay, code: last.code, reason: last.detail, records: todo.length }, 'send failed; retrying');
       await sleep(delay, this.#o.stop);
     }
     return failed;
@@ -167,10 +169,17 @@ export class RetryingSender {
 
 function aborted(signal: AbortSignal): Promise<SendOutcome> {
   return new Promise((resolve) => {
-    const done = () => resolve({ kind: 'retryable', reason: 'aborted' });
+    const done = () => resolve({ kind: 'retryable', code: 'aborted', detail: 'aborted' });
     if (signal.aborted) done();
     else signal.addEventListener('abort', done, { once: true });
   });
+}
+
+const CODE_RE = /^[a-z][a-z0-9_]{0,39}$/;
+
+/** An output's code, if it has the shape of one (outcome.ts); else the code of a malformed outcome. */
+function validCode(c: unknown): OutcomeCode {
+  return typeof c === 'string' && CODE_RE.test(c) ? (c as OutcomeCode) : 'invalid_outcome';
 }
 
 /** Anything but a well-formed outcome is treated as retryable, never as delivered. */
@@ -182,12 +191,13 @@ function validOutcome(o: unknown, records: number): SendOutcome {
     case 'retryable':
     case 'permanent':
     case 'too_large':
-      return { ...v, reason: typeof v.reason === 'string' ? v.reason : String(v.reason) };
+      return { ...v, code: validCode(v.code), detail: typeof v.detail === 'string' ? v.detail : String(v.detail) };
     case 'partial':
-      if (Array.isArray(v.failures) && v.failures.every((f) => Number.isInteger(f?.index) && f.index >= 0 && f.index < records)) return v;
-      return { kind: 'retryable', reason: 'output returned malformed per-item results' };
+      if (Array.isArray(v.failures) && v.failures.every((f) => Number.isInteger(f?.index) && f.index >= 0 && f.index < records)) {
+        return { ...v, failures: v.failures.map((f) => ({ ...f, code: validCode(f.code), detail: typeof f.detail === 'string' ? f.detail : String(f.detail) })) };
+      }
+      return { kind: 'retryable', code: 'invalid_outcome', detail: 'output returned malformed per-item results' };
     default:
-      return { kind: 'retryable', reason: `output returned an invalid outcome: ${JSON.stringify(o)?.slice(0, 80)}` };
+      return { kind: 'retryable', code: 'invalid_outcome', detail: `output returned an invalid outcome: ${JSON.stringify(o)?.slice(0, 80)}` };
   }
 }
-

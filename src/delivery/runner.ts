@@ -4,7 +4,6 @@ import type { Output } from '../plugin.ts';
 import type { ComponentTelemetry, Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { errorMessage } from '../errors.ts';
-import { reasonCode } from '../spool/dead-letter.ts';
 import { retryDelayMs, sleep } from './backoff.ts';
 import { composeGroup, splitRecords, type BatchLimits } from './batching.ts';
 import { journaledGroups } from './journal.ts';
@@ -276,8 +275,8 @@ export class OutputRunner {
           input: f.record.input,
           recordId: f.record.id,
           batchId: batchOf[offset + f.index],
-          code: reasonCode(f.reason),
-          reason: f.reason,
+          code: f.code,
+          reason: f.detail,
           // Records in the spool have been through the processors: redacted.
           data: f.record.json,
         });

@@ -56,8 +56,10 @@ export function sha256Hex(data: Buffer | string): string {
 }
 
 /**
- * A stable code for a free-text reason: its first word-ish token, so that
- * "HTTP 503: upstream down" and "HTTP 503: other" share one code (`http_503`).
+ * A code for the free-text reason of a dead letter written before codes
+ * existed (migration v3 only): its first word-ish token, so that "HTTP 503:
+ * upstream down" becomes `http_503`. New rows carry the code the outcome gave
+ * (src/delivery/outcome.ts).
  */
 export function reasonCode(reason: string): string {
   const m = /^(HTTP \d{3}|[A-Za-z_]+(?:[ _-][A-Za-z_]+)?)/.exec(reason);

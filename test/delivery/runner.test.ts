@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backoffCeilingMs, parseRetryAfterMs, retryDelayMs, RETRY_AFTER_CAP_MS } from '../../src/delivery/backoff.ts';
 import { splitRecords } from '../../src/delivery/batching.ts';
+import { destinationCode } from '../../src/delivery/outcome.ts';
 import { OutputRunner, type SenderConfig } from '../../src/delivery/runner.ts';
 import type { OutboundRequest, Output, SendOutcome } from '../../src/plugin.ts';
 import type { SpooledRecord } from '../../src/pipeline/record.ts';
@@ -122,11 +123,11 @@ describe('backoff', () => {
   });
 });
 
-describe('shared sender', () => {
+describe('delivery runner', () => {
   it('retries retryable failures with backoff, then acks', async () => {
     const spool = newSpool();
     for (let i = 0; i < 3; i++) spool.append({ input: 'in', records: recs(i * 10, 10), routes: ['out'] });
-    const out = new ScriptedOutput((_, n) => (n <= 2 ? { kind: 'retryable', reason: 'HTTP 503: busy' } : { kind: 'ok' }));
+    const out = new ScriptedOutput((_, n) => (n <= 2 ? { kind: 'retryable', code: 'http_503', detail: 'HTTP 503: busy' } : { kind: 'ok' }));
     const { runner: r, metrics } = runner(spool, out);
     r.start();
     await until(() => spool.batches === 0);
@@ -137,10 +138,29 @@ describe('shared sender', () => {
     expect(retries).toEqual([expect.objectContaining({ value: 2, labels: { output: 'out', reason: 'http_503' } })]);
   });
 
+  it('takes metric labels only from outcome codes: a code that is not one counts as invalid_outcome', async () => {
+    const spool = newSpool();
+    spool.append({ input: 'in', records: recs(0, 3), routes: ['out'] });
+    const bogus = { kind: 'retryable', code: 'HTTP 503: Service Unavailable', detail: 'free text where a code belongs' } as unknown as SendOutcome;
+    const out = new ScriptedOutput((_, n) => (n === 1 ? bogus : n === 2 ? { kind: 'retryable', code: 'network', detail: 'network ECONNRESET: socket hang up' } : { kind: 'ok' }));
+    const { runner: r, metrics } = runner(spool, out);
+    r.start();
+    await until(() => spool.batches === 0);
+    const labels = (await metrics.outputRetries.get()).values.map((v) => v.labels.reason).toSorted();
+    expect(labels).toEqual(['invalid_outcome', 'network']);
+  });
+
+  it('normalises a destination error type into a code', () => {
+    expect(destinationCode('mapper_parsing_exception')).toBe('mapper_parsing_exception');
+    expect(destinationCode('Some.Weird-Type!')).toBe('some_weird_type');
+    expect(destinationCode('')).toBe('unknown_error');
+    expect(destinationCode('x'.repeat(80))).toHaveLength(40);
+  });
+
   it('honours Retry-After', async () => {
     const spool = newSpool();
     spool.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
-    const out = new ScriptedOutput((_, n) => (n === 1 ? { kind: 'retryable', reason: 'HTTP 429', retryAfterMs: 300 } : { kind: 'ok' }));
+    const out = new ScriptedOutput((_, n) => (n === 1 ? { kind: 'retryable', code: 'http_429', detail: 'HTTP 429', retryAfterMs: 300 } : { kind: 'ok' }));
     runner(spool, out).runner.start();
     await until(() => spool.batches === 0);
     expect(out.requests[1]!.atMs - out.requests[0]!.atMs).toBeGreaterThanOrEqual(290);
@@ -149,7 +169,7 @@ describe('shared sender', () => {
   it('permanent failures go to the dead-letter table and the batch is acked', async () => {
     const spool = newSpool();
     spool.append({ input: 'in', records: recs(0, 2), routes: ['out'] });
-    const out = new ScriptedOutput(() => ({ kind: 'permanent', reason: 'HTTP 400: bad request' }));
+    const out = new ScriptedOutput(() => ({ kind: 'permanent', code: 'http_400', detail: 'HTTP 400: bad request' }));
     const { runner: r, metrics } = runner(spool, out);
     r.start();
     await until(() => spool.batches === 0);
@@ -168,9 +188,9 @@ describe('shared sender', () => {
         return {
           kind: 'partial',
           failures: [
-            { index: 1, kind: 'retryable', reason: 'es_rejected_execution_exception' },
-            { index: 2, kind: 'permanent', reason: 'mapper_parsing_exception: bad field' },
-            { index: 3, kind: 'retryable', reason: 'es_rejected_execution_exception' },
+            { index: 1, kind: 'retryable', code: destinationCode('es_rejected_execution_exception'), detail: 'es_rejected_execution_exception' },
+            { index: 2, kind: 'permanent', code: destinationCode('mapper_parsing_exception'), detail: 'mapper_parsing_exception: bad field' },
+            { index: 3, kind: 'retryable', code: destinationCode('es_rejected_execution_exception'), detail: 'es_rejected_execution_exception' },
           ],
         };
       return { kind: 'ok' };
@@ -185,7 +205,7 @@ describe('shared sender', () => {
     const spool = newSpool();
     spool.append({ input: 'in', records: recs(0, 8), routes: ['out'] });
     const out = new ScriptedOutput((req) =>
-      req.records.some((r) => r.id === 'id-5') ? { kind: 'too_large', reason: 'HTTP 413' } : req.records.length > 2 ? { kind: 'too_large', reason: 'HTTP 413' } : { kind: 'ok' },
+      req.records.some((r) => r.id === 'id-5') ? { kind: 'too_large', code: 'http_413', detail: 'HTTP 413' } : req.records.length > 2 ? { kind: 'too_large', code: 'http_413', detail: 'HTTP 413' } : { kind: 'ok' },
     );
     runner(spool, out).runner.start();
     await until(() => spool.batches === 0);
@@ -201,7 +221,7 @@ describe('shared sender', () => {
     const out = new ScriptedOutput(async (_, n, signal) => {
       if (n === 1) {
         await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-        return { kind: 'retryable', reason: 'aborted' };
+        return { kind: 'retryable', code: 'aborted', detail: 'aborted' };
       }
       return { kind: 'ok' };
     });
@@ -216,7 +236,7 @@ describe('shared sender', () => {
   it('max_elapsed: dead-letters what still fails after the retry budget', async () => {
     const spool = newSpool();
     spool.append({ input: 'in', records: recs(0, 1), routes: ['out'] });
-    const out = new ScriptedOutput(() => ({ kind: 'retryable', reason: 'HTTP 503' }));
+    const out = new ScriptedOutput(() => ({ kind: 'retryable', code: 'http_503', detail: 'HTTP 503' }));
     runner(spool, out, { maxElapsedMs: 100 }).runner.start();
     await until(() => spool.batches === 0);
     expect(deadLetters(spool)[0]!.reason).toMatch(/^retries exhausted after 100 ms: HTTP 503/);
@@ -239,7 +259,7 @@ describe('shared sender', () => {
     spool.append({ input: 'in', records: recs(3, 3), routes: ['out'] });
     const hang = new ScriptedOutput(async (_, __, signal) => {
       await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-      return { kind: 'retryable', reason: 'aborted' };
+      return { kind: 'retryable', code: 'aborted', detail: 'aborted' };
     });
     const first = runner(spool, hang, { requestTimeoutMs: 60_000 }).runner;
     first.start();
@@ -268,7 +288,7 @@ describe('shared sender', () => {
 
     const spool2 = newSpool();
     spool2.append({ input: 'in', records: recs(0, 5), routes: ['out'] });
-    const down = new ScriptedOutput(() => ({ kind: 'retryable', reason: 'HTTP 503' }));
+    const down = new ScriptedOutput(() => ({ kind: 'retryable', code: 'http_503', detail: 'HTTP 503' }));
     const r2 = runner(spool2, down).runner;
     r2.start();
     expect(await r2.drain(Date.now() + 200)).toBe(false);
@@ -278,7 +298,7 @@ describe('shared sender', () => {
   it('malformed outcomes are retried, never taken as delivered', async () => {
     const spool = newSpool();
     spool.append({ input: 'in', records: recs(0, 2), routes: ['out'] });
-    const answers: unknown[] = [undefined, { kind: 'partial', failures: 'nope' }, { kind: 'partial', failures: [{ index: 9, kind: 'permanent', reason: 'x' }] }, { kind: 'ok' }];
+    const answers: unknown[] = [undefined, { kind: 'partial', failures: 'nope' }, { kind: 'partial', failures: [{ index: 9, kind: 'permanent', code: 'x', detail: 'x' }] }, { kind: 'ok' }];
     const out = new ScriptedOutput((_, n) => answers[n - 1] as SendOutcome);
     runner(spool, out).runner.start();
     await until(() => spool.batches === 0);
@@ -294,10 +314,10 @@ describe('shared sender', () => {
         ? {
             kind: 'partial',
             failures: [
-              { index: 0, kind: 'retryable', reason: 'es_rejected_execution_exception' },
-              { index: 0, kind: 'permanent', reason: 'mapper_parsing_exception' },
-              { index: 2, kind: 'retryable', reason: 'es_rejected_execution_exception' },
-              { index: 2, kind: 'retryable', reason: 'es_rejected_execution_exception' },
+              { index: 0, kind: 'retryable', code: destinationCode('es_rejected_execution_exception'), detail: 'es_rejected_execution_exception' },
+              { index: 0, kind: 'permanent', code: destinationCode('mapper_parsing_exception'), detail: 'mapper_parsing_exception' },
+              { index: 2, kind: 'retryable', code: destinationCode('es_rejected_execution_exception'), detail: 'es_rejected_execution_exception' },
+              { index: 2, kind: 'retryable', code: destinationCode('es_rejected_execution_exception'), detail: 'es_rejected_execution_exception' },
             ],
           }
         : { kind: 'ok' },
@@ -356,7 +376,7 @@ describe('shared sender', () => {
 
     const spool2 = newSpool();
     const gate = { open: false };
-    const out = new ScriptedOutput(() => (gate.open ? { kind: 'ok' } : { kind: 'retryable', reason: 'HTTP 503' }));
+    const out = new ScriptedOutput(() => (gate.open ? { kind: 'ok' } : { kind: 'retryable', code: 'http_503', detail: 'HTTP 503' }));
     const r = runner(spool2, out).runner;
     r.start();
     await new Promise((res) => setTimeout(res, 300)); // idle, no data: not stalled

@@ -81,7 +81,7 @@ describe('bulk response', () => {
       [5, 'retryable'],
       [6, 'permanent'],
     ]);
-    expect(r.failures[1]!.reason).toBe('document_parsing_exception (HTTP 400): bad field (caused by number_format_exception: x)');
+    expect(r.failures[1]!.detail).toBe('document_parsing_exception (HTTP 400): bad field (caused by number_format_exception: x)');
   });
   it('409 under op_type index is not a duplicate', () => {
     const r = interpretBulkResponse('{"errors":true,"items":[{"index":{"status":409,"error":{"type":"version_conflict_engine_exception"}}}]}', 1, 'index');
@@ -150,7 +150,7 @@ describe('elasticsearch output: requests', () => {
     expect(await output.send(outbound(makeRecords(2)), signal())).toMatchObject({ kind: 'retryable', retryAfterMs: 3000 });
     server.failRequests({ status: 503 });
     const o503 = await output.send(outbound(makeRecords(2)), signal());
-    expect(o503.kind === 'retryable' && o503.reason).toContain('HTTP 503: cluster_block_exception');
+    expect(o503.kind === 'retryable' && o503.detail).toContain('HTTP 503: cluster_block_exception');
     server.failRequests({ status: 413 });
     expect((await output.send(outbound(makeRecords(2)), signal())).kind).toBe('too_large');
     server.failRequests({ status: 400, type: 'illegal_argument_exception', reason: 'nope' });
@@ -159,7 +159,7 @@ describe('elasticsearch output: requests', () => {
     expect((await output.send(outbound(makeRecords(2)), signal())).kind).toBe('retryable');
     server.resetNext(1);
     const reset = await output.send(outbound(makeRecords(2)), signal());
-    expect(reset.kind === 'retryable' && reset.reason).toMatch(/^network /);
+    expect(reset.kind === 'retryable' && reset.detail).toMatch(/^network /);
     expect(server.docCount()).toBe(0);
   });
 });
@@ -187,7 +187,7 @@ describe('elasticsearch output: auth', () => {
     const server = await es({ authorization: 'Bearer fresh' });
     const { output } = await createOutput(`type: elasticsearch\nurl: ${server.url}\nauth: { bearer_token: { file: ${file} } }`);
     const first = await output.send(outbound(makeRecords(1)), signal());
-    expect(first.kind === 'retryable' && first.reason).toContain('HTTP 401: security_exception');
+    expect(first.kind === 'retryable' && first.detail).toContain('HTTP 401: security_exception');
     fs.writeFileSync(file, 'fresh\n');
     expect((await output.send(outbound(makeRecords(1)), signal())).kind).toBe('ok');
   });

@@ -137,7 +137,7 @@ describe('file output: durability', () => {
       throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
     });
     const failed = await output.send(request(2, 2), signal());
-    expect(failed).toMatchObject({ kind: 'retryable', reason: expect.stringContaining('EIO') });
+    expect(failed).toMatchObject({ kind: 'retryable', detail: expect.stringContaining('EIO') });
     expect(fs.readFileSync(file, 'utf8')).toBe(lines(0, 2));
     expect(await output.send(request(2, 2), signal())).toEqual({ kind: 'ok' });
     expect(fs.readFileSync(file, 'utf8')).toBe(lines(0, 4));
@@ -174,7 +174,7 @@ describe('file output: durability', () => {
     expect(r.first).toBe('ok');
     expect(r.goodSize).toBe(Buffer.byteLength(lines(0, 10, 200)));
     expect(r.goodSize).toBeLessThan(4096);
-    expect(r.torn).toMatchObject({ kind: 'retryable', reason: expect.stringContaining('EFBIG') });
+    expect(r.torn).toMatchObject({ kind: 'retryable', detail: expect.stringContaining('EFBIG') });
     expect(r.afterTorn).toBe(r.goodSize);
     expect(r.again).toBe('retryable');
     expect(r.afterAgain).toBe(r.goodSize);

@@ -39,8 +39,8 @@ describe('http output: result classification', () => {
   const cases: Array<[string, SinkReply, SendOutcome['kind'], (o: SendOutcome) => void]> = [
     ['200', { status: 200 }, 'ok', () => {}],
     ['204', { status: 204 }, 'ok', () => {}],
-    ['400', { status: 400, body: '{"error":"bad field"}' }, 'permanent', (o) => expect(o.kind === 'permanent' && o.reason).toContain('HTTP 400: bad field')],
-    ['401', { status: 401 }, 'retryable', (o) => expect(o.kind === 'retryable' && o.reason).toContain('HTTP 401')],
+    ['400', { status: 400, body: '{"error":"bad field"}' }, 'permanent', (o) => expect(o.kind === 'permanent' && o.detail).toContain('HTTP 400: bad field')],
+    ['401', { status: 401 }, 'retryable', (o) => expect(o.kind === 'retryable' && o.detail).toContain('HTTP 401')],
     ['403', { status: 403 }, 'retryable', () => {}],
     ['404', { status: 404 }, 'permanent', () => {}],
     ['408', { status: 408 }, 'retryable', () => {}],
@@ -50,7 +50,7 @@ describe('http output: result classification', () => {
     ['503 + HTTP-date Retry-After', { status: 503, headers: { 'retry-after': new Date(Date.now() + 60_000).toUTCString() } }, 'retryable', (o) => {
       expect(o.kind === 'retryable' && o.retryAfterMs).toBeGreaterThan(50_000);
     }],
-    ['connection reset', { status: 0, reset: true }, 'retryable', (o) => expect(o.kind === 'retryable' && o.reason).toMatch(/^network /)],
+    ['connection reset', { status: 0, reset: true }, 'retryable', (o) => expect(o.kind === 'retryable' && o.detail).toMatch(/^network /)],
   ];
   for (const [name, reply, kind, check] of cases) {
     it(`${name} → ${kind}`, async () => {
@@ -79,7 +79,7 @@ describe('http output: result classification', () => {
     const { output } = await createOutput(`type: http\nurl: ${url}/ingest`);
     const outcome = await output.send(outbound(makeRecords(1)), AbortSignal.timeout(5000));
     expect(outcome).toMatchObject({ kind: 'retryable' });
-    expect(outcome.kind === 'retryable' && outcome.reason).toContain('ECONNREFUSED');
+    expect(outcome.kind === 'retryable' && outcome.detail).toContain('ECONNREFUSED');
   });
 });
 

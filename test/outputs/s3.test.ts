@@ -129,25 +129,25 @@ describe('s3 output: classification', () => {
     const { output } = await createOutput(`${base()}\nkey_format: "cls/{batch}.gz"`);
     s3.proxy.failNext(1, 503);
     const slow = await output.send(outbound(makeRecords(1)), signal());
-    expect(slow.kind === 'retryable' && slow.reason).toContain('HTTP 503 SlowDown');
+    expect(slow.kind === 'retryable' && slow.detail).toContain('HTTP 503 SlowDown');
     s3.proxy.failNext(1, 500);
     expect((await output.send(outbound(makeRecords(1)), signal())).kind).toBe('retryable');
     s3.proxy.resetNext(1);
     const reset = await output.send(outbound(makeRecords(1)), signal());
-    expect(reset.kind === 'retryable' && reset.reason).toMatch(/^network /);
+    expect(reset.kind === 'retryable' && reset.detail).toMatch(/^network /);
     s3.proxy.failNext(1, 403);
     expect((await output.send(outbound(makeRecords(1)), signal())).kind).toBe('retryable');
     s3.proxy.failNext(1, 400);
     expect((await output.send(outbound(makeRecords(1)), signal())).kind).toBe('permanent');
     const missing = await createOutput(`${base('no-such-bucket')}`);
     const nb = await missing.output.send(outbound(makeRecords(1)), signal());
-    expect(nb.kind === 'retryable' && nb.reason).toContain('NoSuchBucket');
+    expect(nb.kind === 'retryable' && nb.detail).toContain('NoSuchBucket');
   });
 
   it('wrong secret key → SignatureDoesNotMatch 403 → retryable (credentials may be rotated)', async () => {
     const { output } = await createOutput(`${base().replace(/secret_access_key: .*/, 'secret_access_key: wrong')}`);
     const o = await output.send(outbound(makeRecords(1)), signal());
-    expect(o.kind === 'retryable' && o.reason).toContain('HTTP 403 SignatureDoesNotMatch');
+    expect(o.kind === 'retryable' && o.detail).toContain('HTTP 403 SignatureDoesNotMatch');
   });
 
   it('credentials come from the AWS provider chain (environment) when none are configured', async () => {

@@ -35,8 +35,8 @@ export function gatedOutputPlugin(gates: Record<string, Gate>): OutputPlugin<typ
       return {
         async send(req: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
           while (gate.mode === 'closed' && !signal.aborted) await gate.wait(signal);
-          if (signal.aborted) return { kind: 'retryable', reason: 'aborted' };
-          if (gate.mode === 'failing') return { kind: 'retryable', reason: 'HTTP 503' };
+          if (signal.aborted) return { kind: 'retryable', code: 'aborted', detail: 'aborted' };
+          if (gate.mode === 'failing') return { kind: 'retryable', code: 'http_503', detail: 'HTTP 503' };
           for (const r of req.records) gate.delivered.push(r.id);
           return { kind: 'ok' };
         },

@@ -6,6 +6,7 @@ import { ByteWriterPool, type ByteWriter } from '../byte-writer.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { Authorizer, urlBasicAuth, type AuthConfig } from './auth.ts';
 import { HttpPool } from './pool.ts';
+import { httpCode } from '../outcome.ts';
 import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
 import type { TlsConfig } from './tls.ts';
 
@@ -77,7 +78,7 @@ export class HttpEndpoint {
   ): Promise<Exchange> {
     const headers: Record<string, string> = { ...this.#headers, ...req.extra };
     const auth = this.#auth.header();
-    if (auth.error) return { ok: false, outcome: { kind: 'retryable', reason: auth.error } };
+    if (auth.error) return { ok: false, outcome: { kind: 'retryable', code: 'credentials_unavailable', detail: auth.error } };
     if (auth.value) headers.authorization = auth.value;
     let body = req.body;
     if (this.#o.compression === 'gzip') {
@@ -93,11 +94,12 @@ export class HttpEndpoint {
     const cls = classifyStatus(res.statusCode);
     if (cls === 'ok') return { ok: true, res };
     const detail = bodyDetail(await readText(res.body));
-    const reason = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
-    if (cls === 'too_large') return { ok: false, outcome: { kind: 'too_large', reason } };
+    const text = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
+    const code = httpCode(res.statusCode);
+    if (cls === 'too_large') return { ok: false, outcome: { kind: 'too_large', code, detail: text } };
     if (cls === 'auth') this.#auth.rejected(res.statusCode, detail);
-    if (cls === 'permanent' && req.retryStatus?.(res.statusCode) !== true) return { ok: false, outcome: { kind: 'permanent', reason } };
-    return { ok: false, outcome: { kind: 'retryable', reason, retryAfterMs: retryAfterMs(res.headers) } };
+    if (cls === 'permanent' && req.retryStatus?.(res.statusCode) !== true) return { ok: false, outcome: { kind: 'permanent', code, detail: text } };
+    return { ok: false, outcome: { kind: 'retryable', code, detail: text, retryAfterMs: retryAfterMs(res.headers) } };
   }
 }
 

@@ -37,11 +37,11 @@ export function retryAfterMs(headers: IncomingHttpHeaders): number | undefined {
 
 /** A transport problem (refused, reset, TLS, aborted): always retryable. */
 export function transportFailure(err: unknown, signal: AbortSignal): SendOutcome {
-  if (signal.aborted) return { kind: 'retryable', reason: 'aborted (timeout or shutdown)' };
+  if (signal.aborted) return { kind: 'retryable', code: 'aborted', detail: 'aborted (timeout or shutdown)' };
   const e = err as { code?: unknown; cause?: { code?: unknown; message?: unknown } };
   const code = typeof e?.cause?.code === 'string' ? e.cause.code : typeof e?.code === 'string' ? e.code : undefined;
   const cause = typeof e?.cause?.message === 'string' && e.cause.message !== errorMessage(err) ? ` (${e.cause.message})` : '';
-  return { kind: 'retryable', reason: `network ${code ?? 'error'}: ${errorMessage(err)}${cause}` };
+  return { kind: 'retryable', code: 'network', detail: `network ${code ?? 'error'}: ${errorMessage(err)}${cause}` };
 }
 
 /** Read at most `maxBytes` of an (error) body as text and release the connection. */

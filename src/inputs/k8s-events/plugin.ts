@@ -89,7 +89,7 @@ const UNHEALTHY_AFTER_FAILURES = 3;
 
 class LeadershipLost extends KtrailError {
   constructor() {
-    super(ErrorCode.SHUTDOWN, 'lease not renewed within renew_deadline: this instance is no longer the leader');
+    super(ErrorCode.LEADERSHIP_LOST, 'lease not renewed within renew_deadline: this instance is no longer the leader');
   }
 }
 

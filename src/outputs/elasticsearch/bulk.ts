@@ -2,6 +2,7 @@ import type { SpooledRecord } from '../../pipeline/record.ts';
 import type { ItemFailure } from '../../plugin.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
 import type { TimePattern } from '../../delivery/time-pattern.ts';
+import { destinationCode } from '../../delivery/outcome.ts';
 
 /**
  * The `_bulk` wire format, both ways.
@@ -105,8 +106,6 @@ export interface BulkItemsResult {
   failures: ItemFailure[];
   /** Items answered 409 on create: the document was already there (a replay). */
   duplicates: number;
-  /** Counts of failed items by error type, for the component error metric. */
-  failedByType: Map<string, number>;
 }
 
 interface BulkItemBody {
@@ -124,7 +123,7 @@ export const BULK_FILTER_PATH = 'errors,items.*.status,items.*.error.type,items.
  */
 export function interpretBulkResponse(text: string, itemCount: number, opType: OpType): BulkItemsResult {
   const body = JSON.parse(text) as { errors?: unknown; items?: unknown };
-  const result: BulkItemsResult = { failures: [], duplicates: 0, failedByType: new Map() };
+  const result: BulkItemsResult = { failures: [], duplicates: 0 };
   if (body.errors === false) return result;
   const items = body.items;
   if (!Array.isArray(items) || items.length !== itemCount) {
@@ -144,8 +143,7 @@ export function interpretBulkResponse(text: string, itemCount: number, opType: O
     let reason = typeof err.reason === 'string' ? err.reason : '';
     const cause = err.caused_by;
     if (cause && typeof cause.type === 'string') reason += ` (caused by ${cause.type}: ${typeof cause.reason === 'string' ? cause.reason : ''})`;
-    result.failedByType.set(type, (result.failedByType.get(type) ?? 0) + 1);
-    result.failures.push({ index: i, kind: itemFailureKind(status, type), reason: `${type} (HTTP ${status}): ${reason}`.slice(0, 1000) });
+    result.failures.push({ index: i, kind: itemFailureKind(status, type), code: destinationCode(type), detail: `${type} (HTTP ${status}): ${reason}`.slice(0, 1000) });
   }
   return result;
 }

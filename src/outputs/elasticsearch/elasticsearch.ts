@@ -99,7 +99,7 @@ class ElasticsearchOutput extends EndpointOutput {
     if (x.res.statusCode !== 200) {
       // Another 2xx is not a bulk response: retryable, never delivered.
       await x.res.body.dump().catch(() => undefined);
-      return { kind: 'retryable', reason: `HTTP ${x.res.statusCode} from _bulk (expected 200 with per-item results)` };
+      return { kind: 'retryable', code: 'malformed_response', detail: `HTTP ${x.res.statusCode} from _bulk (expected 200 with per-item results)` };
     }
     let text: string;
     try {
@@ -116,12 +116,12 @@ class ElasticsearchOutput extends EndpointOutput {
     try {
       result = interpretBulkResponse(text, request.records.length, opType);
     } catch (err) {
-      return { kind: 'retryable', reason: `malformed bulk response: ${errorMessage(err)}` };
+      return { kind: 'retryable', code: 'malformed_response', detail: `malformed bulk response: ${errorMessage(err)}` };
     }
-    const { metrics, name, telemetry } = this.#ctx;
+    const { metrics, name } = this.#ctx;
     if (result.duplicates > 0) metrics.outputDuplicates.inc({ output: name }, result.duplicates);
     if (result.failures.length === 0) return { kind: 'ok' };
-    for (const [type, n] of result.failedByType) telemetry.error(type.slice(0, 40), n);
+    // The delivery runner counts each failed item by its code.
     return { kind: 'partial', failures: result.failures };
   }
 

@@ -163,7 +163,7 @@ class FileOutput implements Output {
       return { kind: 'ok' };
     } catch (err) {
       this.#discardPartial();
-      return { kind: 'retryable', reason: `file write failed: ${errorMessage(err)}` };
+      return { kind: 'retryable', code: 'write_failed', detail: `file write failed: ${errorMessage(err)}` };
     }
   }
 

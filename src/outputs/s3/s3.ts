@@ -10,6 +10,7 @@ import { errorMessage } from '../../errors.ts';
 import { ByteWriterPool } from '../../delivery/byte-writer.ts';
 import { maskUrl, scrubText } from '../../telemetry/scrub.ts';
 import { transportFailure } from '../../delivery/http/status.ts';
+import { httpCode } from '../../delivery/outcome.ts';
 import { describeTransportError, tlsWord } from '../../delivery/http/probe.ts';
 import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
@@ -195,17 +196,18 @@ class S3Output implements Output {
   }
 
   #classify(err: S3Error): SendOutcome {
-    const reason = `${err.status === 0 ? err.code : `HTTP ${err.status} ${err.code}`}: ${err.message}`.slice(0, 500);
+    const detail = `${err.status === 0 ? err.code : `HTTP ${err.status} ${err.code}`}: ${err.message}`.slice(0, 500);
+    const code = err.status === 0 ? 'network' : httpCode(err.status);
     if (err.status === 0 || err.status === 403 || err.code === 'NoSuchBucket') {
-      this.#logProblem(err, reason);
-      return { kind: 'retryable', reason };
+      this.#logProblem(err, detail);
+      return { kind: 'retryable', code, detail };
     }
-    if (err.status === 413 || err.code === 'EntityTooLarge') return { kind: 'too_large', reason };
+    if (err.status === 413 || err.code === 'EntityTooLarge') return { kind: 'too_large', code, detail };
     if (err.status === 408 || err.status === 429 || err.status >= 500 || RETRYABLE_CODES.has(err.code)) {
-      return { kind: 'retryable', reason, retryAfterMs: err.retryAfterMs };
+      return { kind: 'retryable', code, detail, retryAfterMs: err.retryAfterMs };
     }
-    if (err.status >= 400) return { kind: 'permanent', reason };
-    return { kind: 'retryable', reason };
+    if (err.status >= 400) return { kind: 'permanent', code, detail };
+    return { kind: 'retryable', code, detail };
   }
 
   #logProblem(err: S3Error, reason: string): void {

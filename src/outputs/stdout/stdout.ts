@@ -8,7 +8,7 @@ class StdoutOutput implements Output {
   async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
     let text = '';
     for (const r of request.records) text += `${r.json}\n`;
-    if (signal.aborted) return { kind: 'retryable', reason: 'aborted' };
+    if (signal.aborted) return { kind: 'retryable', code: 'aborted', detail: 'aborted' };
     await new Promise<void>((resolve, reject) => {
       process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
     });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { destinationCode } from '../../../src/delivery/outcome.ts';
 import type { OutboundRequest, Output, OutputPlugin, SendOutcome } from '../../../src/plugin.ts';
 
 /**
@@ -29,8 +30,8 @@ export function collectOutput(into: Collected): OutputPlugin<typeof schema> {
         send: async (request: OutboundRequest): Promise<SendOutcome> => {
           sends++;
           into.requests.push({ key: request.key, attempt: request.attempt, ids: request.records.map((r) => r.id) });
-          if (sends <= cfg.fail_first) return { kind: 'retryable', reason: 'HTTP 503: scripted outage' };
-          const failures = request.records.flatMap((r, index) => (cfg.reject.includes(r.id) ? [{ index, kind: 'permanent' as const, reason: 'rejected: scripted refusal' }] : []));
+          if (sends <= cfg.fail_first) return { kind: 'retryable', code: 'http_503', detail: 'HTTP 503: scripted outage' };
+          const failures = request.records.flatMap((r, index) => (cfg.reject.includes(r.id) ? [{ index, kind: 'permanent' as const, code: destinationCode('rejected'), detail: 'rejected: scripted refusal' }] : []));
           for (const [i, r] of request.records.entries()) if (!failures.some((f) => f.index === i)) into.delivered.push(r.id);
           return failures.length > 0 ? { kind: 'partial', failures } : { kind: 'ok' };
         },
