@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import type { DeliveryDefaults } from './delivery/config.ts';
 import type { OutcomeCode } from './delivery/outcome.ts';
 import type { z } from 'zod';
 import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
@@ -159,14 +160,6 @@ export interface Output {
   close?(): Promise<void>;
 }
 
-/** Defaults an output may set for the delivery runner (e.g. Elasticsearch batches of 5 MiB). */
-export interface SenderDefaults {
-  maxBatchBytes?: number;
-  maxBatchRecords?: number;
-  flushIntervalMs?: number;
-  concurrency?: number;
-  requestTimeoutMs?: number;
-}
 
 /**
  * `ktrail check`: what a component finds about its validated config on this
@@ -245,13 +238,14 @@ export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
   type: string;
   description: string;
   schema: S;
-  senderDefaults?: SenderDefaults;
+  /** The output type's defaults of the delivery keys every output has (e.g. Elasticsearch batches of 5 MiB). */
+  delivery?: DeliveryDefaults;
   /**
-   * Sender settings derived from the plugin's own keys (s3: `max_object_bytes`
-   * → maxBatchBytes). They override `senderDefaults`; the user's `batch`,
+   * Delivery defaults that follow from the plugin's own keys (s3: `max_object_bytes`
+   * → `batch.max_bytes`). They override `delivery`; the user's `batch`,
    * `concurrency` and `request_timeout` keys override both.
    */
-  senderDefaultsFor?(config: z.output<S>): SenderDefaults;
+  deliveryFor?(config: z.output<S>): DeliveryDefaults;
   create(config: z.output<S>, ctx: OutputContext): Output;
   /** `ktrail check`: findings beyond the schema (see CheckFindings). */
   inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;

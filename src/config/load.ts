@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { OutputCommonConfig } from '../delivery/config.ts';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { ErrorCode, KtrailError } from '../errors.ts';
@@ -43,8 +44,8 @@ export interface ComponentConfig<P extends Plugin> {
   name: string;
   plugin: P;
   match: string[];
-  /** Validated plugin config (includes the common keys). */
-  config: Record<string, unknown>;
+  /** Validated plugin config, with the common keys of its kind (typed for outputs: the delivery keys). */
+  config: P extends OutputPlugin ? OutputCommonConfig & Record<string, unknown> : Record<string, unknown>;
 }
 
 export interface AgentConfig {
@@ -158,7 +159,7 @@ function validateSection<P extends Plugin>(
       pushZodIssues(problems, parsed.error, base, schema, lineOf);
       continue;
     }
-    const config = parsed.data as Record<string, unknown>;
+    const config = parsed.data as ComponentConfig<P>['config'];
     out.push({ name, plugin, match: (config.match as string[] | undefined) ?? [], config });
   }
   return out;

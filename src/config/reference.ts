@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { allPlugins } from '../registry.ts';
 import type { OutputPlugin, Plugin } from '../plugin.ts';
 import { createMetrics } from '../telemetry/metrics.ts';
-import { DEFAULT_SENDER } from '../pipeline/agent.ts';
+import { deliveryDefaultsOf } from '../delivery/config.ts';
 import { describeSchema, fmtDuration, fmtSize, type OptionRow } from './describe.ts';
 import { outputCommonShape, processorCommonShape, serviceSchema, spoolSchema } from './schema.ts';
 
@@ -45,11 +45,11 @@ export function renderOptionReference(): string {
       const rows = describeSchema(p.schema);
       out.push(rows.length > 0 ? table(rows) : 'No options of its own.', '');
       if (kind === 'output') {
-        const d = { ...DEFAULT_SENDER, ...(p as OutputPlugin).senderDefaults };
+        const d = deliveryDefaultsOf(p as OutputPlugin);
         out.push(
-          `Defaults of the common keys for \`${p.type}\`: \`batch.max_bytes\` ${fmtSize(d.maxBatchBytes)}, ` +
-            `\`batch.max_records\` ${d.maxBatchRecords}, \`batch.flush_interval\` ${fmtDuration(d.flushIntervalMs)}, ` +
-            `\`request_timeout\` ${fmtDuration(d.requestTimeoutMs)}, \`concurrency\` ${d.concurrency}.`,
+          `Defaults of the common keys for \`${p.type}\`: \`batch.max_bytes\` ${fmtSize(d.batch.max_bytes)}, ` +
+            `\`batch.max_records\` ${d.batch.max_records}, \`batch.flush_interval\` ${fmtDuration(d.batch.flush_interval)}, ` +
+            `\`request_timeout\` ${fmtDuration(d.request_timeout)}, \`concurrency\` ${d.concurrency}.`,
           '',
         );
       }

@@ -1,6 +1,7 @@
 import type { AgentConfig, ComponentConfig } from '../config/load.ts';
 import { matches } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
+import { senderConfigOf } from '../delivery/config.ts';
 import { OutputRunner, type SenderConfig } from '../delivery/runner.ts';
 import type {
   ComponentContext,
@@ -33,16 +34,6 @@ import type { LogRecord, SpooledRecord } from './record.ts';
  * the deadline stays in the spool for the next start.
  */
 
-export const DEFAULT_SENDER: SenderConfig = {
-  maxBatchBytes: 1024 * 1024,
-  maxBatchRecords: 10_000,
-  flushIntervalMs: 1000,
-  concurrency: 1,
-  requestTimeoutMs: 30_000,
-  initialBackoffMs: 500,
-  maxBackoffMs: 60_000,
-  maxElapsedMs: undefined,
-};
 
 interface RunningInput {
   name: string;
@@ -408,21 +399,5 @@ export class Agent {
 const DRAIN_WARN_AFTER_MS = 1000;
 
 export function senderConfig(oc: ComponentConfig<OutputPlugin>): SenderConfig {
-  const c = oc.config as {
-    batch?: { max_bytes?: number; max_records?: number; flush_interval?: number };
-    retry?: { initial_backoff: number; max_backoff: number; max_elapsed?: number };
-    request_timeout?: number;
-    concurrency?: number;
-  };
-  const d = { ...DEFAULT_SENDER, ...oc.plugin.senderDefaults, ...oc.plugin.senderDefaultsFor?.(oc.config) };
-  return {
-    maxBatchBytes: c.batch?.max_bytes ?? d.maxBatchBytes,
-    maxBatchRecords: c.batch?.max_records ?? d.maxBatchRecords,
-    flushIntervalMs: c.batch?.flush_interval ?? d.flushIntervalMs,
-    concurrency: c.concurrency ?? d.concurrency,
-    requestTimeoutMs: c.request_timeout ?? d.requestTimeoutMs,
-    initialBackoffMs: c.retry?.initial_backoff ?? d.initialBackoffMs,
-    maxBackoffMs: c.retry?.max_backoff ?? d.maxBackoffMs,
-    maxElapsedMs: c.retry?.max_elapsed ?? d.maxElapsedMs,
-  };
+  return senderConfigOf(oc.plugin, oc.config);
 }

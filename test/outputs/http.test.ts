@@ -206,5 +206,5 @@ outputs:
 });
 
 it('the plugin defaults are what the docs say', () => {
-  expect(httpOutput.senderDefaults).toMatchObject({ maxBatchBytes: 1024 * 1024, concurrency: 1 });
+  expect(httpOutput.delivery).toMatchObject({ batch: { max_bytes: 1024 * 1024 }, concurrency: 1 });
 });

@@ -29,7 +29,7 @@ export function gatedOutputPlugin(gates: Record<string, Gate>): OutputPlugin<typ
     type: 'gated',
     description: 'test output',
     schema,
-    senderDefaults: { flushIntervalMs: 0 },
+    delivery: { batch: { flush_interval: 0 } },
     create(cfg): Output {
       const gate = gates[cfg.gate]!;
       return {

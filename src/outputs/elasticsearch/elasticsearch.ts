@@ -132,7 +132,7 @@ export const elasticsearchOutput: OutputPlugin<typeof schema> = {
   type: 'elasticsearch',
   description: 'Elasticsearch 7/8/9 and OpenSearch 1/2 via _bulk; idempotent by record id.',
   schema,
-  senderDefaults: { maxBatchBytes: 5 * 1024 * 1024, maxBatchRecords: 10_000, flushIntervalMs: 1000, concurrency: 2, requestTimeoutMs: 60_000 },
+  delivery: { batch: { max_bytes: 5 * 1024 * 1024, max_records: 10_000, flush_interval: 1000 }, concurrency: 2, request_timeout: 60_000 },
   create: (cfg, ctx) => new ElasticsearchOutput(cfg, ctx),
   probe: async (cfg, ctx) => {
     const url = new URL(cfg.url);

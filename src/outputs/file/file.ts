@@ -241,7 +241,7 @@ export const fileOutput: OutputPlugin<typeof schema> = {
   type: 'file',
   description: 'NDJSON appended to a local file, rolled by size.',
   schema,
-  senderDefaults: { flushIntervalMs: 200 },
+  delivery: { batch: { flush_interval: 200 } },
   create: (cfg, ctx) => new FileOutput(cfg, ctx),
   inspect: (cfg) => {
     const problem = writeProblem(cfg.path);

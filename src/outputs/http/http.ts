@@ -83,7 +83,7 @@ export const httpOutput: OutputPlugin<typeof schema> = {
   type: 'http',
   description: 'NDJSON or a JSON array to an HTTP endpoint, with an Idempotency-Key per request.',
   schema,
-  senderDefaults: { maxBatchBytes: 1024 * 1024, flushIntervalMs: 1000, concurrency: 1, requestTimeoutMs: 30_000 },
+  delivery: { batch: { max_bytes: 1024 * 1024, flush_interval: 1000 }, concurrency: 1, request_timeout: 30_000 },
   create: (cfg, ctx) => new HttpOutput(cfg, ctx),
   probe: async (cfg, ctx) => {
     const explicit = cfg.probe.url !== undefined;

@@ -44,6 +44,10 @@ const keyFormat = z
     } else if (v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'key_format must not start with "/"' });
   });
 
+/** Defaults of max_object_bytes and max_object_age, which are also the output's batch limits. */
+const DEFAULT_OBJECT_BYTES = 32 * MIB;
+const DEFAULT_OBJECT_AGE_MS = 60_000;
+
 const schema = z
   .strictObject({
     bucket: z.string().min(3).max(63).describe('Bucket name.'),
@@ -59,11 +63,11 @@ const schema = z
     compression_level: z.number().int().min(0).max(9).default(1).describe('gzip level of the objects, 0 (store) to 9 (smallest).'),
     max_object_bytes: size()
       .pipe(z.number().min(1024, 'max_object_bytes must be at least 1KiB'))
-      .default(32 * MIB)
+      .default(DEFAULT_OBJECT_BYTES)
       .describe('Roll an object at this many uncompressed bytes (the sender batch size).'),
     max_object_age: duration()
       .pipe(z.number().min(100, 'max_object_age must be at least 100ms'))
-      .default(60_000)
+      .default(DEFAULT_OBJECT_AGE_MS)
       .describe('Upload an object once its oldest record waited this long (the sender flush interval).'),
     multipart_threshold: size().pipe(z.number().min(1)).default(16 * MIB).describe('Compressed objects of this size or more use a multipart upload.'),
     multipart_part_bytes: size()
@@ -280,9 +284,9 @@ export const s3Output: OutputPlugin<typeof schema> = {
   type: 's3',
   description: 'Gzipped NDJSON objects in S3 or an S3-compatible store; keys stable across retries.',
   schema,
-  // The static values match the schema defaults (for the generated docs); senderDefaultsFor applies the configured ones.
-  senderDefaults: { maxBatchBytes: 32 * MIB, flushIntervalMs: 60_000, concurrency: 1, maxBatchRecords: 10_000_000, requestTimeoutMs: 300_000 },
-  senderDefaultsFor: (cfg) => ({ maxBatchBytes: cfg.max_object_bytes, flushIntervalMs: cfg.max_object_age }),
+  // An object is one request: its size and age limits are the batch limits.
+  delivery: { batch: { max_bytes: DEFAULT_OBJECT_BYTES, max_records: 10_000_000, flush_interval: DEFAULT_OBJECT_AGE_MS }, concurrency: 1, request_timeout: 300_000 },
+  deliveryFor: (cfg) => ({ batch: { max_bytes: cfg.max_object_bytes, flush_interval: cfg.max_object_age } }),
   create: (cfg, ctx) => new S3Output(cfg, ctx),
   probe: async (cfg, ctx) => [await probeBucket(cfg, ctx)],
 };

@@ -21,7 +21,7 @@ export const stdoutOutput: OutputPlugin<typeof schema> = {
   type: 'stdout',
   description: 'NDJSON on standard output.',
   schema,
-  senderDefaults: { flushIntervalMs: 200, maxBatchBytes: 256 * 1024 },
+  delivery: { batch: { flush_interval: 200, max_bytes: 256 * 1024 } },
   create: () => new StdoutOutput(),
   probe: async () => [{ target: 'standard output', ok: true, detail: 'no connection needed' }],
 };

@@ -45,7 +45,7 @@ function recorderPlugin(gate: RecordingGate): OutputPlugin<typeof recorderSchema
     type: 'recorder',
     description: 'test output',
     schema: recorderSchema,
-    senderDefaults: { flushIntervalMs: 0 },
+    delivery: { batch: { flush_interval: 0 } },
     create: () => ({
       async send(req: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
         while (gate.mode === 'closed' && !signal.aborted) await gate.wait(signal);
