@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { auditLine, auditLines } from '../src/testing/audit-gen.ts';
-import { backupName } from '../src/testing/lumberjack.ts';
+import { auditLine, auditLines } from '../test/generators/audit-gen.ts';
+import { backupName } from '../test/generators/lumberjack.ts';
 import type { ChildResult, ChildSpec } from './audit-file-child.ts';
 import { header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
 

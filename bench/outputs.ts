@@ -10,7 +10,7 @@ import { LogRecord } from '../src/pipeline/record.ts';
 import type { InputPlugin } from '../src/plugin.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { createMetrics } from '../src/telemetry/metrics.ts';
-import { auditLines } from '../src/testing/audit-gen.ts';
+import { auditLines } from '../test/generators/audit-gen.ts';
 import { startS3Server } from '../test/helpers/s3-server.ts';
 import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './lib.ts';
 

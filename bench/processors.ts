@@ -8,7 +8,7 @@ import { k8sMetadataProcessor, type K8sMetadataProcessor } from '../src/processo
 import { PodCache, type PodObject } from '../src/processors/k8s-metadata/pod-cache.ts';
 import { extractRefs, type PodRef } from '../src/processors/k8s-metadata/refs.ts';
 import { redactProcessor } from '../src/processors/redact/redact.ts';
-import { auditLines, SeededRandom } from '../src/testing/audit-gen.ts';
+import { auditLines, SeededRandom } from '../test/generators/audit-gen.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { ComponentTelemetry, createMetrics } from '../src/telemetry/metrics.ts';
 import { header, measure, MiB, row, scale, type Measurement } from './lib.ts';

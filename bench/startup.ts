@@ -5,15 +5,15 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
-import { auditLines } from '../src/testing/audit-gen.ts';
-import { COMPRESS_SUFFIX, LumberjackWriter } from '../src/testing/lumberjack.ts';
+import { auditLines } from '../test/generators/audit-gen.ts';
+import { COMPRESS_SUFFIX, LumberjackWriter } from '../test/generators/lumberjack.ts';
 import { header, MiB, scale, tmpFile } from './lib.ts';
 
 /**
  * Start-up of `ktrail run`, restarted again and again on one state dir, as
  * the node agent is after every upgrade, eviction or crash. The audit
  * directory is what kube-apiserver's lumberjack leaves (10 backups of 5 MB,
- * the older half gzipped, and audit.log), written by src/testing/lumberjack.ts;
+ * the older half gzipped, and audit.log), written by test/generators/lumberjack.ts;
  * the config is audit_file on `audit*.log*` → http output to an NDJSON sink in
  * this process, with the telemetry server on a free port.
  *

@@ -16,8 +16,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { auditStream, goJsonStringify } from '../src/testing/audit-gen.ts';
-import { LumberjackWriter, listBackups } from '../src/testing/lumberjack.ts';
+import { auditStream, goJsonStringify } from '../test/generators/audit-gen.ts';
+import { LumberjackWriter, listBackups } from '../test/generators/lumberjack.ts';
 
 export interface GenerateSampleAuditOptions {
   outDir: string;

@@ -1,2 +1,2 @@
-/** Test-side name for the audit event generator; the code lives in src/testing so scripts and benchmarks can use it. */
-export * from '../../src/testing/audit-gen.ts';
+/** Test-side name for the audit event generator (test/generators/audit-gen.ts, shared with scripts and benchmarks). */
+export * from '../generators/audit-gen.ts';

@@ -1,2 +1,2 @@
-/** Test-side name for the lumberjack-faithful writer; the code lives in src/testing so scripts can use it. */
-export * from '../../src/testing/lumberjack.ts';
+/** Test-side name for the lumberjack-faithful writer (test/generators/lumberjack.ts, shared with scripts and benchmarks). */
+export * from '../generators/lumberjack.ts';

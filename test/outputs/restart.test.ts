@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEsBulkServer, type EsBulkServer } from '../helpers/es-bulk-server.ts';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.ts';
-import { auditLines } from '../../src/testing/audit-gen.ts';
+import { auditLines } from '../generators/audit-gen.ts';
 import { HttpSink, tempDir, until } from './support/harness.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfigText, ConfigError } from '../../src/config/load.ts';
 import { filterProcessor, type FilterConfig } from '../../src/processors/filter/filter.ts';
-import { auditLine, auditLines } from '../../src/testing/audit-gen.ts';
+import { auditLine, auditLines } from '../generators/audit-gen.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
 import { counterValue, processorContext, rawRecord } from './support.ts';
 

@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LogRecord } from '../../src/pipeline/record.ts';
 import { k8sMetadataProcessor, type Enrichment, type K8sMetadataConfig, type K8sMetadataProcessor } from '../../src/processors/k8s-metadata/k8s-metadata.ts';
-import { auditLine } from '../../src/testing/audit-gen.ts';
+import { auditLine } from '../generators/audit-gen.ts';
 import { KubeApiServer, ownerReferenceTo, type StoredObject } from '../helpers/kube-api-server.ts';
 import { until, writeKubeconfig } from './kube-support.ts';
 import { counterValue, processorContext, rawRecord } from './support.ts';

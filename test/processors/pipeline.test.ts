@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.ts';
 import { Agent } from '../../src/pipeline/agent.ts';
 import { extractRefs } from '../../src/processors/k8s-metadata/refs.ts';
-import { auditLines } from '../../src/testing/audit-gen.ts';
+import { auditLines } from '../generators/audit-gen.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { KubeApiServer } from '../helpers/kube-api-server.ts';

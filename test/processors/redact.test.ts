@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfigText } from '../../src/config/load.ts';
 import { LogRecord } from '../../src/pipeline/record.ts';
 import { redactProcessor, type RedactConfig, type RedactProcessor } from '../../src/processors/redact/redact.ts';
-import { auditLine, auditLines, goJsonStringify } from '../../src/testing/audit-gen.ts';
+import { auditLine, auditLines, goJsonStringify } from '../generators/audit-gen.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
 import { counterValue, processorContext, rawRecord } from './support.ts';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { listBackups, parseBackupName } from '../../src/testing/lumberjack.ts';
+import { listBackups, parseBackupName } from '../generators/lumberjack.ts';
 
 const run = promisify(execFile);
 const script = path.join(import.meta.dirname, '..', '..', 'scripts', 'gen-audit.ts');

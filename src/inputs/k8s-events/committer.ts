@@ -1,7 +1,7 @@
 import type { InputContext, InputDeadLetter } from '../../plugin.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
 import { isNewVersion, toRecord, type EventApi, type EventObject } from './convert.ts';
-import type { EventsState, SeenEntry } from './seen-set.ts';
+import type { EventsState, SeenEntry } from './state.ts';
 
 /**
  * Turns event objects into records and commits them — with the seen-set rows

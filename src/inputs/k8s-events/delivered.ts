@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import type { CursorMirror, EventsState } from './seen-set.ts';
+import type { CursorMirror, EventsState } from './state.ts';
 
 /**
  * The delivered cursor: what a leader mirrors into its Lease.

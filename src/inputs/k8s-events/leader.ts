@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { KubeClient } from '../../kube/client.ts';
 import { LeaseElector, type LeaseObject } from '../../kube/lease.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { parseMirror, type CursorMirror, type EventsState } from './seen-set.ts';
+import { parseMirror, type CursorMirror, type EventsState } from './state.ts';
 
 /**
  * The events input's use of a Lease: one active collector, and its cursor

@@ -10,7 +10,7 @@ import type { LeaseElector } from '../../kube/lease.ts';
 import { Committer } from './committer.ts';
 import { DeliveredMirror } from './delivered.ts';
 import { adoptMirror, createElector } from './leader.ts';
-import { ALL_NAMESPACES, describeEventsState, EventsState, STATE_MIGRATIONS, STATE_OWNER } from './seen-set.ts';
+import { ALL_NAMESPACES, describeEventsState, EventsState, STATE_MIGRATIONS, STATE_OWNER } from './state.ts';
 import { isConfigError, ScopeWatcher } from './watcher.ts';
 
 /**

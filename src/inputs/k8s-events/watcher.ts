@@ -6,7 +6,7 @@ import { KubeApiError } from '../../kube/client.ts';
 import { ListWatch, type ListPage, type ListReason, type WatchBatch } from '../../kube/list-watch.ts';
 import type { Committer } from './committer.ts';
 import { compareRv, eventTimeMs, isNumericRv, type EventApi, type EventObject } from './convert.ts';
-import { ALL_NAMESPACES, type EventsState } from './seen-set.ts';
+import { ALL_NAMESPACES, type EventsState } from './state.ts';
 
 /**
  * One scope (all namespaces, or one namespace) of the events input: list +

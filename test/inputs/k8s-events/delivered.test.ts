@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeliveredMirror, encodeMirror, MAX_SNAPSHOTS } from '../../../src/inputs/k8s-events/delivered.ts';
 import { MIRROR_ANNOTATION } from '../../../src/inputs/k8s-events/leader.ts';
-import { EventsState, STATE_MIGRATIONS, STATE_OWNER, type CursorMirror } from '../../../src/inputs/k8s-events/seen-set.ts';
+import { EventsState, STATE_MIGRATIONS, STATE_OWNER, type CursorMirror } from '../../../src/inputs/k8s-events/state.ts';
 import { Spool } from '../../../src/spool/spool.ts';
 import { addEvent, idOf, metricValue, RecordingGate, sleep, startAgent, startKube, tempDir, until, writeKubeconfig } from './support.ts';
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { eventTimeMs, isNewVersion, toRecord } from '../../../src/inputs/k8s-events/convert.ts';
 import { Committer } from '../../../src/inputs/k8s-events/committer.ts';
 import { adoptMirror, defaultLeaseName, MIRROR_ANNOTATION } from '../../../src/inputs/k8s-events/leader.ts';
-import { EventsState, parseMirror, STATE_MIGRATIONS, STATE_OWNER, describeEventsState } from '../../../src/inputs/k8s-events/seen-set.ts';
+import { EventsState, parseMirror, STATE_MIGRATIONS, STATE_OWNER, describeEventsState } from '../../../src/inputs/k8s-events/state.ts';
 import { Spool } from '../../../src/spool/spool.ts';
 import type { InputContext } from '../../../src/plugin.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
