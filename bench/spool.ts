@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Spool, encodeBatch } from '../src/spool/spool.ts';
+import { Spool, encodeBatchBytes } from '../src/spool/spool.ts';
 import type { SpooledRecord } from '../src/pipeline/record.ts';
 import { header, measure, MiB, row, scale, tmpFile } from './lib.ts';
 
@@ -14,15 +14,15 @@ export async function benchSpool(): Promise<void> {
   const totalBytes = Math.round(256 * MiB * scale());
   const line = JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', level: 'Metadata', pad: 'x'.repeat(1250) });
   const batch: SpooledRecord[] = Array.from({ length: 500 }, (_, i) => ({ id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}:ResponseComplete`, timeMs: 1_700_000_000_000 + i, input: 'audit', json: line }));
-  const encoded = encodeBatch(batch);
-  const batches = Math.max(1, Math.round(totalBytes / Buffer.byteLength(encoded)));
+  const encodedBytes = encodeBatchBytes(batch).length;
+  const batches = Math.max(1, Math.round(totalBytes / encodedBytes));
 
   const refDir = tmpFile('spool-ref');
   const reference = await measure('reference: append to a plain file', () => {
     const fd = fs.openSync(path.join(refDir, 'ref.ndjson'), 'a');
-    for (let i = 0; i < batches; i++) fs.writeSync(fd, encodeBatch(batch));
+    for (let i = 0; i < batches; i++) fs.writeSync(fd, encodeBatchBytes(batch));
     fs.closeSync(fd);
-    return { bytes: batches * Buffer.byteLength(encoded), events: batches * batch.length };
+    return { bytes: batches * encodedBytes, events: batches * batch.length };
   });
   fs.rmSync(refDir, { recursive: true, force: true });
 
@@ -35,7 +35,7 @@ export async function benchSpool(): Promise<void> {
       // Keep the database from growing without bound, as outputs would.
       if (i % 20 === 19) spool.ack('es', spool.pending('es', 0, 100).map((b) => b.id));
     }
-    return { bytes: batches * Buffer.byteLength(encoded), events: batches * batch.length };
+    return { bytes: batches * encodedBytes, events: batches * batch.length };
   });
   spool.close();
   fs.rmSync(dir, { recursive: true, force: true });

@@ -130,18 +130,9 @@ const SPOOL_MIGRATIONS: MigrationStep[] = [
   migrateDeadLettersV3,
 ];
 
-/** Spool framing: one line per record, `id \t timeMs \t json \n`. */
-export function encodeBatch(records: readonly SpooledRecord[]): string {
-  let out = '';
-  for (const r of records) {
-    const id = /[\t\n\r]/.test(r.id) ? r.id.replace(/[\t\n\r]/g, ' ') : r.id;
-    out += `${id}\t${r.timeMs}\t${r.json}\n`;
-  }
-  return out;
-}
-
 /**
- * encodeBatch's bytes, written straight into one reused buffer: no rope of
+ * Spool framing, the one encoder: one line per record, `id \t timeMs \t json \n`
+ * (tabs and line breaks in an id become spaces), written straight into one reused buffer: no rope of
  * strings to flatten, no second UTF-8 pass to measure it, and SQLite copies
  * the bytes as they are (bound as a blob, stored as TEXT). The result is only
  * valid until the next call.
@@ -216,7 +207,6 @@ export class Spool {
   #deadLetterRows = 0;
   #deadLetterBytes = 0;
   #spaceWaiters: Array<() => void> = [];
-  #ackListeners = new Set<() => void>();
   #appendListeners = new Set<(e: AppendEvent) => void>();
   #pruneListeners = new Set<(rows: number) => void>();
   #stmt!: {
@@ -517,7 +507,6 @@ export class Spool {
     this.#batches -= freedBatches;
     this.#records -= freedRecords;
     if (freedBatches > 0) this.#wakeSpaceWaiters();
-    for (const l of this.#ackListeners) l();
   }
 
   /** Journal the composition of a request before its first send, so a restart resends the same group. */
@@ -594,11 +583,6 @@ export class Spool {
     this.db.prepare('DELETE FROM output_requests WHERE output = ?').run(output);
     this.#backlog.delete(output);
     return before;
-  }
-
-  onAck(fn: () => void): () => void {
-    this.#ackListeners.add(fn);
-    return () => this.#ackListeners.delete(fn);
   }
 
   onAppend(fn: (e: AppendEvent) => void): () => void {
