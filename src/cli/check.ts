@@ -69,8 +69,11 @@ export async function check(file: string, opts: CheckOptions): Promise<number> {
   };
   const masked = maskValue(resolved);
   for (const w of warnings) process.stderr.write(scrubText(`warning: ${w}\n`));
-  if (opts.json) process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
-  else {
+  if (opts.json) {
+    // stdout stays one JSON document (the resolved config); what the check found goes beside the warnings.
+    for (const n of notes) process.stderr.write(scrubText(`note: ${n}\n`));
+    process.stdout.write(`${JSON.stringify(masked, null, 2)}\n`);
+  } else {
     const counts = `${cfg.inputs.length} inputs, ${cfg.processors.length} processors, ${cfg.outputs.length} outputs`;
     const w = warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'} (on stderr)` : '';
     process.stdout.write(`${file}: valid (${counts})${w}\n`);

@@ -64,6 +64,11 @@ describe('ktrail check: warnings about this machine', () => {
     expect(r.stderr).toContain(`warning: inputs.typo: paths[0] "${dir}/logz/audit*.log" matches no file: directory ${dir}/logz does not exist`);
     expect(r.stderr).toContain(`warning: inputs.typo: paths[1] "${dir}/logs/kube-audit*.log" matches no file (`);
     expect(r.stdout).toMatch(/, 2 warnings \(on stderr\)/);
+    // With --json, stdout is the resolved config alone; the covered files are notes on stderr.
+    const j = await ktrail(['check', '-c', file, '--json']);
+    expect(j.status).toBe(0);
+    expect(JSON.parse(j.stdout)).toHaveProperty('inputs.audit.type', 'audit_file');
+    expect(j.stderr).toContain(`note: inputs.audit: paths[0] "${dir}/logs/audit*.log*" covers 3 files in ${dir}/logs:`);
   });
 
   it('warns when an output path or the state directory cannot be written (a parent that is a file fails for root too)', async () => {
