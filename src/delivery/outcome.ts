@@ -31,6 +31,8 @@ export const LOCAL_CODES = [
   'retries_exhausted',
   /** One record alone is larger than the destination takes. */
   'too_large',
+  /** The destination took the request but did not confirm it indexed it in time (Splunk indexer acknowledgement). */
+  'ack_timeout',
 ] as const;
 
 export type LocalCode = (typeof LOCAL_CODES)[number];

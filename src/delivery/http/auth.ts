@@ -43,6 +43,8 @@ export const httpAuthSchema = z
 
 export interface AuthConfig {
   username?: string | undefined;
+  /** Splunk HEC: `Authorization: Splunk <token>`. */
+  splunk_token?: { get(): string; invalidate(): void } | undefined;
   password?: { get(): string; invalidate(): void } | undefined;
   api_key?: { get(): string; invalidate(): void } | undefined;
   bearer_token?: { get(): string; invalidate(): void } | undefined;
@@ -60,8 +62,9 @@ export class Authorizer {
     this.#log = log;
   }
 
-  get method(): 'basic' | 'api_key' | 'bearer' | 'none' {
+  get method(): 'basic' | 'api_key' | 'bearer' | 'splunk' | 'none' {
     const c = this.#cfg;
+    if (c?.splunk_token) return 'splunk';
     if (c?.username !== undefined) return 'basic';
     if (c?.api_key) return 'api_key';
     if (c?.bearer_token) return 'bearer';
@@ -83,6 +86,7 @@ export class Authorizer {
         return { value: `ApiKey ${key.includes(':') ? Buffer.from(key).toString('base64') : key}` };
       }
       if (c?.bearer_token) return { value: `Bearer ${c.bearer_token.get()}` };
+      if (c?.splunk_token) return { value: `Splunk ${c.splunk_token.get()}` };
       return {};
     } catch (err) {
       return { error: `credentials unavailable: ${errorMessage(err)}` };
@@ -95,6 +99,7 @@ export class Authorizer {
     c?.password?.invalidate();
     c?.api_key?.invalidate();
     c?.bearer_token?.invalidate();
+    c?.splunk_token?.invalidate();
     const now = Date.now();
     if (now - this.#lastRejectedLogMs < REJECTED_LOG_INTERVAL_MS) return;
     this.#lastRejectedLogMs = now;

@@ -73,7 +73,17 @@ export class HttpEndpoint {
    * destination means as "fix the config", to retry rather than dead-letter.
    */
   async exchange(
-    req: { path: string; method: 'POST' | 'PUT'; body: Buffer; extra?: Record<string, string>; retryStatus?: (status: number) => boolean },
+    req: {
+      path: string;
+      method: 'POST' | 'PUT' | 'GET';
+      body?: Buffer;
+      extra?: Record<string, string>;
+      retryStatus?: (status: number) => boolean;
+      /** false: send the body as it is, whatever the configured compression (small control requests). */
+      compress?: boolean;
+      /** A destination's own reading of an error answer (its body text), before the status table's. */
+      judge?: (status: number, body: string) => SendOutcome | undefined;
+    },
     signal: AbortSignal,
   ): Promise<Exchange> {
     const headers: Record<string, string> = { ...this.#headers, ...req.extra };
@@ -81,7 +91,7 @@ export class HttpEndpoint {
     if (auth.error) return { ok: false, outcome: { kind: 'retryable', code: 'credentials_unavailable', detail: auth.error } };
     if (auth.value) headers.authorization = auth.value;
     let body = req.body;
-    if (this.#o.compression === 'gzip') {
+    if (body !== undefined && this.#o.compression === 'gzip' && req.compress !== false) {
       body = await gzip(body, { level: this.#o.compressionLevel });
       headers['content-encoding'] = 'gzip';
     }
@@ -93,7 +103,13 @@ export class HttpEndpoint {
     }
     const cls = classifyStatus(res.statusCode);
     if (cls === 'ok') return { ok: true, res };
-    const detail = bodyDetail(await readText(res.body));
+    const raw = await readText(res.body);
+    const judged = req.judge?.(res.statusCode, raw);
+    const detail = bodyDetail(raw);
+    if (judged) {
+      if (cls === 'auth') this.#auth.rejected(res.statusCode, detail);
+      return { ok: false, outcome: judged };
+    }
     const text = `HTTP ${res.statusCode}${detail ? `: ${detail}` : ''}`;
     const code = httpCode(res.statusCode);
     if (cls === 'too_large') return { ok: false, outcome: { kind: 'too_large', code, detail: text } };
