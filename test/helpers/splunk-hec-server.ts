@@ -30,10 +30,12 @@ export class FakeHec {
   /** Ack ids that are never confirmed (the request is lost before indexing). */
   loseAcks = 0;
   ackRequired = true;
+  /** How long after the request its ack turns true (indexing takes a while). */
+  ackDelayMs = 0;
   ackPolls = 0;
   healthChecks = 0;
   eventRequests = 0;
-  readonly #pending = new Map<string, Map<number, { events: HecEvent[]; lost: boolean }>>();
+  readonly #pending = new Map<string, Map<number, { events: HecEvent[]; lost: boolean; readyMs: number }>>();
   #nextAck = 0;
   #server: http.Server | undefined;
   url = '';
@@ -75,7 +77,7 @@ export class FakeHec {
       const out: Record<string, boolean> = {};
       for (const id of acks) {
         const p = mine.get(id);
-        out[String(id)] = p !== undefined && !p.lost;
+        out[String(id)] = p !== undefined && !p.lost && Date.now() >= p.readyMs;
       }
       return answer(200, { acks: out });
     }
@@ -100,7 +102,7 @@ export class FakeHec {
     else this.indexed.push(...events);
     if (!this.ackRequired) return answer(200, { text: 'Success', code: 0 });
     const mine = this.#pending.get(channel!) ?? new Map();
-    mine.set(ackId, { events, lost });
+    mine.set(ackId, { events, lost, readyMs: Date.now() + this.ackDelayMs });
     this.#pending.set(channel!, mine);
     return answer(200, { text: 'Success', code: 0, ackId });
   }

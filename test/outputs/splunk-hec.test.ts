@@ -6,6 +6,7 @@ import { eventTimeSeconds } from '../../src/outputs/splunk-hec/splunk-hec.ts';
 import type { Output } from '../../src/plugin.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
 import { FakeHec } from '../helpers/splunk-hec-server.ts';
+import { auditId, ChildAgent, line } from '../inputs/audit-file/harness.ts';
 import { counterValue, deadLetters, makeAgent, makeRecords, outbound, outputContext, tempDir, until } from './support/harness.ts';
 
 const cleanups: Array<() => unknown> = [];
@@ -123,4 +124,48 @@ describe('splunk_hec output', () => {
     expect(s.indexed).toHaveLength(50);
     expect(deadLetters(dir)).toEqual([]);
   });
+
+  it('SIGKILLed 4 times while requests wait for their acks: after restarts every record is indexed, repeats only as the same ids', async () => {
+    const s = await hec();
+    s.ackDelayMs = 150;
+    const dir = tempDir(cleanups);
+    const total = 4000;
+    fs.mkdirSync(path.join(dir, 'audit'));
+    fs.writeFileSync(path.join(dir, 'audit', 'audit.log'), Array.from({ length: total }, (_, i) => `${line(i)}\n`).join(''));
+    const cfg = path.join(dir, 'ktrail.yaml');
+    fs.writeFileSync(
+      cfg,
+      [
+        'service:',
+        `  state_dir: ${path.join(dir, 'state')}`,
+        '  metrics: { enabled: false }',
+        'inputs:',
+        `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(dir, 'audit', 'audit*.log*'))}] }`,
+        'outputs:',
+        `  splunk: { type: splunk_hec, url: ${JSON.stringify(s.url)}, token: { file: ${JSON.stringify(tokenFile(dir, s.token))} }, ack: { poll_interval: 20ms }, batch: { max_records: 100, flush_interval: 50ms } }`,
+      ].join('\n'),
+    );
+    const run = () => {
+      const a = new ChildAgent(cfg);
+      cleanups.push(() => a.kill('SIGKILL'));
+      return a;
+    };
+    for (let k = 0; k < 4; k++) {
+      const a = run();
+      await until(() => s.eventRequests > k * 6 + 3, 15_000, 'requests in flight');
+      a.kill('SIGKILL');
+      await a.exited;
+    }
+    const last = run();
+    const want = Array.from({ length: total }, (_, i) => `${auditId(i)}:ResponseComplete`);
+    await until(() => new Set(s.indexed.map((e) => e.fields?.ktrail_id)).size >= total, 30_000, 'every record indexed');
+    last.kill('SIGTERM');
+    expect(await last.exited).toBe(0);
+    const ids = s.indexed.map((e) => e.fields?.ktrail_id);
+    const unique = new Set(ids);
+    expect(want.filter((id) => !unique.has(id))).toEqual([]);
+    expect([...unique].filter((id) => !want.includes(id!))).toEqual([]);
+    // Each repeat is a whole event sent again under its id, not a different event.
+    for (const e of s.indexed) expect((e.event as { auditID: string }).auditID).toBe(e.fields!.ktrail_id!.split(':')[0]);
+  }, 90_000);
 });
