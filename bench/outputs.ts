@@ -11,6 +11,7 @@ import type { InputPlugin } from '../src/plugin.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { createMetrics } from '../src/telemetry/metrics.ts';
 import { auditLines } from '../test/generators/audit-gen.ts';
+import { FakeHec } from '../test/helpers/splunk-hec-server.ts';
 import { startS3Server } from '../test/helpers/s3-server.ts';
 import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './lib.ts';
 
@@ -180,6 +181,21 @@ export async function benchS3Output(data = generate(), ref?: Measurement): Promi
   }
 }
 
+export async function benchSplunkHecOutput(data = generate(), ref?: Measurement): Promise<Measurement> {
+  const hec = await new FakeHec().start();
+  try {
+    // The fake HEC decodes and acks in this process, so its CPU is in the figure too.
+    const m = await measure('agent → splunk_hec (acks; HEC in-process)', async () => {
+      await runAgent(data.lines, `type: splunk_hec\nurl: ${hec.url}\ntoken: ${hec.token}\nack: { poll_interval: 20ms }`);
+      return { bytes: data.bytes, events: data.lines.length };
+    });
+    process.stdout.write(`${row(m, ref)}\n`);
+    return m;
+  } finally {
+    await hec.close();
+  }
+}
+
 /** Every output case beside the in-process reference. */
 export async function benchOutputs(): Promise<void> {
   const data = generate();
@@ -188,4 +204,5 @@ export async function benchOutputs(): Promise<void> {
   process.stdout.write(`${row(ref)}\n`);
   await benchElasticsearchOutput(data, ref);
   await benchS3Output(data, ref);
+  await benchSplunkHecOutput(data, ref);
 }
