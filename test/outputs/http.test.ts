@@ -5,7 +5,7 @@ import { loadConfigText } from '../../src/config/load.ts';
 import { httpOutput } from '../../src/outputs/http/http.ts';
 import type { Output, SendOutcome } from '../../src/plugin.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
-import { counterValue, deadLetters, HttpSink, makeAgent, makeRecords, outbound, outputContext, tempDir, until, type SinkReply } from './support/harness.ts';
+import { counterValue, deadLetters, HttpSink, makeAgent, makeRecords, outbound, startOutput, tempDir, until, type SinkReply } from './support/harness.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -20,18 +20,7 @@ async function sink(): Promise<HttpSink> {
 
 /** Build the plugin from YAML exactly as the agent would (validation included). */
 async function createOutput(yamlOutput: string): Promise<{ output: Output; stateDir: string }> {
-  const dir = tempDir(cleanups);
-  const cfg = loadConfigText(
-    `service: { state_dir: ${dir} }\ninputs: { gen: { type: fake } }\noutputs:\n  out:\n${yamlOutput.replace(/^/gm, '    ')}`,
-    'test.yaml',
-    { extraPlugins: [fakeInputPlugin()] },
-  );
-  const oc = cfg.outputs[0]!;
-  const { ctx, spool } = outputContext(dir, 'out', 'http');
-  cleanups.push(() => spool.close());
-  const output = oc.plugin.create(oc.config, ctx);
-  await output.start?.();
-  cleanups.push(() => output.close?.());
+  const { output, dir } = await startOutput(cleanups, yamlOutput, { type: 'http' });
   return { output, stateDir: dir };
 }
 

@@ -1,13 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigText } from '../../src/config/load.ts';
 import { eventTimeSeconds } from '../../src/outputs/splunk-hec/splunk-hec.ts';
 import type { Output } from '../../src/plugin.ts';
-import { fakeInputPlugin } from '../support/fake-input.ts';
 import { FakeHec } from '../helpers/splunk-hec-server.ts';
 import { auditId, ChildAgent, line } from '../inputs/audit-file/harness.ts';
-import { counterValue, deadLetters, makeAgent, makeRecords, outbound, outputContext, tempDir, until } from './support/harness.ts';
+import { counterValue, deadLetters, makeAgent, makeRecords, outbound, startOutput, tempDir, until } from './support/harness.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -26,17 +24,8 @@ function tokenFile(dir: string, token: string): string {
   return f;
 }
 
-async function createOutput(yamlOutput: string, dir = tempDir(cleanups)): Promise<Output> {
-  const cfg = loadConfigText(`service: { state_dir: ${dir} }\ninputs: { gen: { type: fake } }\noutputs:\n  out:\n${yamlOutput.replace(/^/gm, '    ')}`, 'test.yaml', {
-    extraPlugins: [fakeInputPlugin()],
-  });
-  const oc = cfg.outputs[0]!;
-  const { ctx, spool } = outputContext(dir, 'out', 'splunk_hec');
-  cleanups.push(() => spool.close());
-  const output = oc.plugin.create(oc.config, ctx);
-  await output.start?.();
-  cleanups.push(() => output.close?.());
-  return output;
+async function createOutput(yamlOutput: string, dir: string): Promise<Output> {
+  return (await startOutput(cleanups, yamlOutput, { dir })).output;
 }
 
 const signal = () => AbortSignal.timeout(10_000);

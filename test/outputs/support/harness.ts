@@ -8,7 +8,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { loadConfigText } from '../../../src/config/load.ts';
 import { Agent } from '../../../src/pipeline/agent.ts';
 import type { SpooledRecord } from '../../../src/pipeline/record.ts';
-import type { OutboundRequest, OutputContext, Plugin } from '../../../src/plugin.ts';
+import type { OutboundRequest, Output, OutputContext, Plugin } from '../../../src/plugin.ts';
 import { Spool } from '../../../src/spool/spool.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 import { ComponentTelemetry, createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
@@ -42,6 +42,24 @@ export function outputContext(stateDir: string, name = 'out', type = 'test', nod
     state: { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) },
   };
   return { ctx, metrics, spool };
+}
+
+/**
+ * An output built from YAML exactly as the agent builds it (validation included), started, and
+ * closed with the spool at cleanup. `yamlOutput` is the output's mapping, `type:` included.
+ */
+export async function startOutput(cleanups: Array<() => unknown>, yamlOutput: string, opts: { dir?: string; type?: string } = {}): Promise<{ output: Output; dir: string; metrics: Metrics }> {
+  const dir = opts.dir ?? tempDir(cleanups);
+  const cfg = loadConfigText(`service: { state_dir: ${dir} }\ninputs: { gen: { type: fake } }\noutputs:\n  out:\n${yamlOutput.replace(/^/gm, '    ')}`, 'test.yaml', {
+    extraPlugins: [fakeInputPlugin()],
+  });
+  const oc = cfg.outputs[0]!;
+  const { ctx, spool, metrics } = outputContext(dir, 'out', opts.type ?? oc.plugin.type);
+  cleanups.push(() => spool.close());
+  const output = oc.plugin.create(oc.config, ctx);
+  await output.start?.();
+  cleanups.push(() => output.close?.());
+  return { output, dir, metrics };
 }
 
 export const BASE_TIME_MS = Date.UTC(2025, 0, 2, 3, 4, 5, 678);
