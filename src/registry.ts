@@ -19,6 +19,11 @@ type Kind = Plugin['kind'];
 const entries: ReadonlyArray<{ kind: Kind; type: string; get(): Plugin }> = [
   // inputs
   { kind: 'input', type: 'audit_file', get: () => (load('./inputs/audit-file/plugin.ts') as typeof import('./inputs/audit-file/plugin.ts')).auditFileInput as Plugin },
+  {
+    kind: 'input',
+    type: 'audit_webhook',
+    get: () => (load('./inputs/audit-webhook/plugin.ts') as typeof import('./inputs/audit-webhook/plugin.ts')).auditWebhookInput as Plugin,
+  },
   { kind: 'input', type: 'k8s_events', get: () => (load('./inputs/k8s-events/plugin.ts') as typeof import('./inputs/k8s-events/plugin.ts')).k8sEventsInput as Plugin },
   // processors
   { kind: 'processor', type: 'filter', get: () => (load('./processors/filter/filter.ts') as typeof import('./processors/filter/filter.ts')).filterProcessor as Plugin },

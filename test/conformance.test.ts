@@ -31,6 +31,7 @@ fs.mkdirSync(path.join(dir, 'logs'));
 const minimal: Record<string, Record<string, unknown>> = {
   'input/audit_file': { paths: [`${dir}/logs/audit*.log*`] },
   'input/k8s_events': { kubeconfig },
+  'input/audit_webhook': { address: '127.0.0.1', port: 0, tls: { enabled: false }, allow_unauthenticated: true },
   'processor/filter': { rules: [{ name: 'drop-watch', action: 'drop', when: { field: 'verb', equals: 'watch' } }] },
   'processor/redact': {},
   'processor/k8s_metadata': { kubeconfig },

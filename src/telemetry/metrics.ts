@@ -86,6 +86,20 @@ export function createMetrics(registry: Registry = new Registry()) {
     auditOversizeLines: new Counter({ name: 'ktrail_audit_file_oversize_lines_total', help: 'Lines longer than max_line_bytes, by action (dead_letter, truncate).', labelNames: ['input', 'action'], registers: r }),
     auditInvalidLines: new Counter({ name: 'ktrail_audit_file_invalid_lines_total', help: 'Lines that were not a JSON audit event, by action (dead_letter, pass_raw).', labelNames: ['input', 'action'], registers: r }),
 
+    // audit_webhook input.
+    webhookRequests: new Counter({ name: 'ktrail_audit_webhook_requests_total', help: 'Requests answered, by HTTP status code (401/403: authentication failed; 413: body over max_body_bytes; 429: refused).', labelNames: ['input', 'code'], registers: r }),
+    webhookEvents: new Counter({ name: 'ktrail_audit_webhook_events_total', help: 'Audit events received in EventList bodies (committed or dead-lettered).', labelNames: ['input'], registers: r }),
+    webhookBadRequests: new Counter({ name: 'ktrail_audit_webhook_bad_requests_total', help: 'Bodies or events that could not be taken as audit events, by reason (not_json, not_event_list, invalid_event, oversize).', labelNames: ['input', 'reason'], registers: r }),
+    webhookBatchEvents: new Histogram({ name: 'ktrail_audit_webhook_batch_events', help: 'Events in one EventList body.', labelNames: ['input'], buckets: [1, 10, 50, 100, 200, 400, 1000, 5000], registers: r }),
+    webhookCommitSeconds: new Histogram({ name: 'ktrail_audit_webhook_commit_duration_seconds', help: 'Time from the end of the request body to the spool commit (the 2xx answer).', labelNames: ['input'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
+    webhookBatchesAtRisk: new Counter({
+      name: 'ktrail_audit_webhook_batches_at_risk_total',
+      help: 'Batches refused (413 oversize, 429 spool full or too many requests): the apiserver retries a refused batch 5 times and then drops it, by reason.',
+      labelNames: ['input', 'reason'],
+      registers: r,
+    }),
+    webhookInFlight: new Gauge({ name: 'ktrail_audit_webhook_in_flight_requests', help: 'Requests being read or committed.', labelNames: ['input'], registers: r }),
+
     // k8s_events input.
     eventsReceived: new Counter({ name: 'ktrail_k8s_events_received_total', help: 'Event objects received from list and watch.', labelNames: ['input', 'source'], registers: r }),
     eventsEmitted: new Counter({ name: 'ktrail_k8s_events_emitted_total', help: 'Event versions emitted as records.', labelNames: ['input'], registers: r }),

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { duration, size } from '../../config/units.ts';
+import type { InputPlugin } from '../../plugin.ts';
+import { AuditWebhookInput } from './input.ts';
+
+/**
+ * `audit_webhook`: an HTTPS server for kube-apiserver's audit webhook backend
+ * (`--audit-webhook-config-file`). Each POSTed `audit.k8s.io/v1` EventList is
+ * committed to the spool with the same record ids as `audit_file`, and answered
+ * 2xx only after the commit. See docs/inputs/audit_webhook.md.
+ */
+const MiB = 1024 * 1024;
+
+const tls = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('Serve HTTPS. `false` (a plaintext listener) is meant for local tests only and must be set explicitly.'),
+    cert_file: z.string().min(1).optional().describe('PEM serving certificate (chain). Re-read when its mtime changes (checked every `reload_interval`).'),
+    key_file: z.string().min(1).optional().describe('PEM private key of the serving certificate. Re-read with `cert_file`.'),
+    client_ca_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("PEM CA bundle for client certificates (mutual TLS): the CA of the apiserver's client certificate in its webhook kubeconfig. A request without a certificate signed by it is answered 403."),
+    reload_interval: duration()
+      .refine((v) => v >= 10, 'must be at least 10ms')
+      .default(10_000)
+      .describe('How often the certificate, key, client CA and token files are checked for changes.'),
+  })
+  .superRefine((t, ctx) => {
+    if (!t.enabled) return;
+    if (t.cert_file === undefined) ctx.addIssue({ code: 'custom', path: ['cert_file'], message: 'required when tls.enabled is true (set tls.enabled: false for a plaintext listener in local tests)' });
+    if (t.key_file === undefined) ctx.addIssue({ code: 'custom', path: ['key_file'], message: 'required when tls.enabled is true (set tls.enabled: false for a plaintext listener in local tests)' });
+  });
+
+// Field-level checks only: the loader extends this object with the common keys.
+const schema = z.strictObject({
+  address: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
+  port: z.int().min(0).max(65535).default(8443).describe('Port to listen on (0: any free port; the bound port is logged as `audit webhook listening`).'),
+  path: z
+    .string()
+    .startsWith('/')
+    .default('/')
+    .describe('Path prefix accepted for POSTs (the path of `clusters[].cluster.server` in the webhook kubeconfig); `/` accepts any path. Other paths get 404, other methods 405.'),
+  tls: tls.default({ enabled: true, reload_interval: 10_000 }).describe('TLS of the listener.'),
+  bearer_token_file: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('File holding the bearer token clients must send (`Authorization: Bearer <token>`, the `users[].user.token` of the webhook kubeconfig); compared in constant time, re-read when it changes, never logged. A missing or wrong token is answered 401.'),
+  max_body_bytes: size()
+    .refine((v) => v >= 1024, 'must be at least 1KiB')
+    .default(64 * MiB)
+    .describe('Largest request body accepted; a larger one is answered 413 (the apiserver drops it after its retries). 64MiB holds 400 RequestResponse events of about 160KiB each.'),
+  max_concurrent_requests: z.int().min(1).max(10_000).default(32).describe('Requests handled at once; more are answered 429 with Retry-After.'),
+  request_timeout: duration()
+    .refine((v) => v >= 100, 'must be at least 100ms')
+    .default(25_000)
+    .describe("Longest time from a request's start to its answer; a commit not done by then (spool full) is answered 429 with Retry-After. Below the apiserver's 30s deadline."),
+  retry_after: duration()
+    .refine((v) => v >= 1000, 'must be at least 1s')
+    .default(5000)
+    .describe('Retry-After sent with a 429 (rounded up to whole seconds).'),
+  allow_unauthenticated: z
+    .boolean()
+    .default(false)
+    .describe('Accept requests with neither `tls.client_ca_file` nor `bearer_token_file` configured. Without it such a config is refused at start.'),
+});
+
+export type AuditWebhookConfig = z.output<typeof schema>;
+
+export const auditWebhookInput: InputPlugin<typeof schema> = {
+  kind: 'input',
+  type: 'audit_webhook',
+  description: "Receives kube-apiserver's audit webhook (EventList POSTs over HTTPS) and answers 2xx after the spool commit.",
+  schema,
+  create: (cfg, ctx) => new AuditWebhookInput(cfg, ctx),
+  inspect: (cfg) => ({
+    warnings: cfg.tls.client_ca_file === undefined && cfg.bearer_token_file === undefined && !cfg.allow_unauthenticated ? ['audit_webhook: neither tls.client_ca_file nor bearer_token_file is set; the input refuses to start (set allow_unauthenticated: true to accept anyone)'] : [],
+    notes: [],
+  }),
+};

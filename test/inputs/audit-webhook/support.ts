@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { auditLine } from '../../helpers/audit-events.ts';
+import { ChildAgent, auditId, tmpDir, waitFor } from '../audit-file/harness.ts';
+
+/** Certificates made with openssl in `dir`: a CA, a server cert for 127.0.0.1, a client cert, and a stranger CA's client cert. */
+export function makeCerts(dir: string): void {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  const ca = (name: string) => openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.pem`);
+  const cert = (name: string, caName: string, ext: string) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
+  };
+  ca('ca');
+  ca('other-ca');
+  cert('server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  cert('server2', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  cert('apiserver', 'ca', 'extendedKeyUsage=clientAuth\n');
+  cert('stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
+}
+
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** One Go-shaped audit event for sequence number `seq`. */
+export function event(seq: number, padBytes = 0): Record<string, unknown> {
+  return JSON.parse(
+    auditLine({
+      auditID: auditId(seq),
+      stage: 'ResponseComplete',
+      level: padBytes ? 'RequestResponse' : 'Metadata',
+      verb: padBytes ? 'create' : 'get',
+      objectRef: { resource: 'configmaps', namespace: 'default', name: `cm-${seq}`, apiVersion: 'v1' },
+      ...(padBytes ? { requestObject: { kind: 'ConfigMap', apiVersion: 'v1', data: { blob: 'x'.repeat(padBytes) } } } : {}),
+      requestReceivedTimestamp: new Date(1_714_557_600_000 + seq),
+    }),
+  ) as Record<string, unknown>;
+}
+
+export function eventList(items: unknown[]): string {
+  return JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items });
+}
+
+export interface Env {
+  dir: string;
+  stateDir: string;
+  outFile: string;
+  cfgFile: string;
+  port: number;
+}
+
+export async function setup(input: Record<string, unknown> = {}, opts: { certs?: boolean } = {}): Promise<Env> {
+  const dir = tmpDir();
+  if (opts.certs !== false) makeCerts(dir);
+  const port = await freePort();
+  const stateDir = path.join(dir, 'state');
+  const outFile = path.join(dir, 'out', 'sink.ndjson');
+  const cfg = {
+    type: 'audit_webhook',
+    address: '127.0.0.1',
+    port,
+    tls: { cert_file: path.join(dir, 'server.pem'), key_file: path.join(dir, 'server.key'), client_ca_file: path.join(dir, 'ca.pem'), reload_interval: '100ms' },
+    ...input,
+  };
+  const yaml = [
+    'service:',
+    `  state_dir: ${JSON.stringify(stateDir)}`,
+    '  log_level: info',
+    '  shutdown_timeout: 5s',
+    '  metrics: { listen: "127.0.0.1:0" }',
+    'inputs:',
+    `  hook: ${JSON.stringify(cfg)}`,
+    'outputs:',
+    `  sink: { type: file, path: ${JSON.stringify(outFile)}, max_file_bytes: 10GiB, batch: { max_records: 2000, flush_interval: 50ms } }`,
+  ].join('\n');
+  const cfgFile = path.join(dir, 'ktrail.yaml');
+  fs.writeFileSync(cfgFile, yaml);
+  return { dir, stateDir, outFile, cfgFile, port };
+}
+
+export async function startAgent(env: Env): Promise<ChildAgent> {
+  const a = new ChildAgent(env.cfgFile);
+  await waitFor(() => a.stderr.includes('audit webhook listening') || a.child.exitCode !== null, 20_000, 'webhook listening');
+  if (!a.stderr.includes('audit webhook listening')) throw new Error(`agent did not start: ${a.stderr}`);
+  return a;
+}
+
+export interface ClientOpts {
+  port: number;
+  dir: string;
+  cert?: string | null;
+  token?: string;
+  path?: string;
+}
+
+export function post(o: ClientOpts, body: string | Buffer): Promise<{ status: number; headers: Record<string, unknown>; text: string }> {
+  const certName = o.cert === undefined ? 'apiserver' : o.cert;
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: o.port,
+        method: 'POST',
+        path: o.path ?? '/audit?timeout=30s',
+        ca: fs.readFileSync(path.join(o.dir, 'ca.pem')),
+        ...(certName ? { cert: fs.readFileSync(path.join(o.dir, `${certName}.pem`)), key: fs.readFileSync(path.join(o.dir, `${certName}.key`)) } : {}),
+        headers: { 'content-type': 'application/json', ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
+        agent: false,
+        timeout: 30_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(body);
+  });
+}
+
+/**
+ * The apiserver's batch backend's rules: only 200–206 is success; ANY error
+ * (status, refused connection, TLS, timeout) is retried, up to 5 attempts with
+ * backoff ×1.5, then the batch is dropped (and reported as such).
+ */
+export async function sendLikeApiserver(o: ClientOpts, body: string, initialBackoffMs: number): Promise<'sent' | 'dropped'> {
+  let backoff = initialBackoffMs;
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    try {
+      const r = await post(o, body);
+      if (r.status >= 200 && r.status <= 206) return 'sent';
+    } catch {
+      // retried like any other error
+    }
+    if (attempt < 5) {
+      await new Promise((r) => setTimeout(r, backoff * (1 + Math.random() * 0.2)));
+      backoff *= 1.5;
+    }
+  }
+  return 'dropped';
+}
+
+export interface DeadLetterRow {
+  code: string;
+  reason: string;
+  data: Buffer | null;
+  record_id: string | null;
+}
+
+export function deadLetters(stateDir: string): DeadLetterRow[] {
+  const db = new Database(path.join(stateDir, 'ktrail.db'), { readonly: true, fileMustExist: true });
+  try {
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'dead_letters%' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
+    const t = tables.at(-1)!;
+    return db.prepare(`SELECT code, reason, CAST(data AS BLOB) AS data, record_id FROM ${t} ORDER BY id`).all() as DeadLetterRow[];
+  } finally {
+    db.close();
+  }
+}
