@@ -66,9 +66,10 @@ describe('audit_file: edge cases', () => {
     await sleep(500);
     expect(env.sink().map((r) => r.id).sort()).toEqual(ids(0, 100).sort());
     expect(got.slice(0, 50).map((r) => r.id)).toEqual(ids(0, 50));
-    // The truncated file got other first bytes before it was looked at again:
-    // a new file on the same inode (the copy holds the old content), not a truncation.
-    expect(await env.metric('auditTruncations', { input: 'audit' })).toBe(0);
+    // Looked at after its next write, the truncated file has other first bytes: a new file on the
+    // same inode (the copy holds the old content), no truncation. A look between the truncation
+    // and that write (under load) sees it shorter: one truncation. Either way nothing is lost or doubled.
+    expect(await env.metric('auditTruncations', { input: 'audit' })).toBeLessThanOrEqual(1);
     await writer.close();
   });
 
