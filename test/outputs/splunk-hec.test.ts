@@ -65,6 +65,14 @@ describe('splunk_hec output', () => {
     expect(eventTimeSeconds(r({ other: 1 }, 7000))).toBe(7);
   });
 
+  it('a token without indexer acknowledgement (no ackId) is retried with a message that says so, never counted as delivered', async () => {
+    const s = await hec();
+    s.ackRequired = false;
+    const dir = tempDir(cleanups);
+    const out = await createOutput(`type: splunk_hec\nurl: ${s.url}\ntoken: { file: ${tokenFile(dir, s.token)} }`, dir);
+    expect(await out.send(outbound(makeRecords(2)), signal())).toMatchObject({ kind: 'retryable', code: 'malformed_response', detail: expect.stringContaining('ack.enabled: false') });
+  });
+
   it('an ack that never comes is a retryable ack_timeout; busy is retryable; an incorrect index is permanent with its HEC code', async () => {
     const s = await hec();
     const dir = tempDir(cleanups);

@@ -70,6 +70,8 @@ class SplunkHecOutput extends EndpointOutput {
   readonly #base: string;
   readonly #channel = randomUUID();
   readonly #fixed: string;
+  /** The configured indexed fields and the id field's key, written once: only the id value follows per event. */
+  readonly #fieldsPrefix: string;
 
   constructor(cfg: SplunkHecConfig, ctx: OutputContext) {
     const headers = userHeaders(cfg.headers);
@@ -82,6 +84,9 @@ class SplunkHecOutput extends EndpointOutput {
     // The envelope keys every event shares, after "time" and before "event".
     const host = JSON.stringify(cfg.host ?? ctx.nodeName);
     this.#fixed = `,"host":${host},"sourcetype":${JSON.stringify(cfg.sourcetype)}${cfg.index ? `,"index":${JSON.stringify(cfg.index)}` : ''}`;
+    let prefix = '';
+    for (const [k, v] of Object.entries(cfg.fields)) prefix += `${JSON.stringify(k)}:${JSON.stringify(v)},`;
+    this.#fieldsPrefix = `${prefix}${JSON.stringify(cfg.id_field)}:`;
   }
 
   override async start(): Promise<void> {
@@ -102,12 +107,9 @@ class SplunkHecOutput extends EndpointOutput {
   }
 
   protected async sendPart(writer: ByteWriter, request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
-    const fields = this.#cfg.fields;
-    const idField = JSON.stringify(this.#cfg.id_field);
-    let fieldsPrefix = '';
-    for (const [k, v] of Object.entries(fields)) fieldsPrefix += `${JSON.stringify(k)}:${JSON.stringify(v)},`;
+    const source = this.#cfg.source !== undefined ? JSON.stringify(this.#cfg.source) : undefined;
     for (const r of request.records) {
-      writer.write(`{"time":${eventTimeSeconds(r).toFixed(3)}${this.#fixed},"source":${JSON.stringify(this.#cfg.source ?? r.input)},"fields":{${fieldsPrefix}${idField}:${JSON.stringify(r.id)}},"event":`);
+      writer.write(`{"time":${eventTimeSeconds(r).toFixed(3)}${this.#fixed},"source":${source ?? JSON.stringify(r.input)},"fields":{${this.#fieldsPrefix}${JSON.stringify(r.id)}},"event":`);
       writer.write(r.json);
       writer.write('}\n');
     }
