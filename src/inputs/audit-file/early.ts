@@ -1,4 +1,25 @@
-import { openAuditFiles } from './input.ts';
+import type { AuditFileConfig } from './config.ts';
+import { HeldFiles } from './held.ts';
+import { compilePaths, Scanner, type ScanResult } from './scan.ts';
+
+/**
+ * What `prepare` (run before anything else starts) hands to the input: the
+ * scanner whose first scan already opened, and holds, every matching file.
+ */
+export interface PreparedFiles {
+  scanner: Scanner;
+  held: HeldFiles;
+  /** That first scan: the input's first look at the files (a file deleted since is read through its descriptor). */
+  scan?: ScanResult;
+}
+
+/** The first thing `ktrail run` does: open every file the paths match, and hold it. */
+export async function openAuditFiles(cfg: Pick<AuditFileConfig, 'paths' | 'exclude' | 'max_open_files'>): Promise<PreparedFiles & { scan: ScanResult }> {
+  const held = new HeldFiles(cfg.max_open_files);
+  const scanner = new Scanner(compilePaths(cfg.paths, cfg.exclude), { wantLineEnd: () => false, held });
+  const scan = await scanner.scan();
+  return { scanner, held, scan };
+}
 
 /**
  * The audit files a config names, opened while the config is still being

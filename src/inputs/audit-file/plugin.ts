@@ -3,8 +3,8 @@ import { duration, size } from '../../config/units.ts';
 import type { InputPlugin } from '../../plugin.ts';
 import { inspectAuditFile } from './check.ts';
 import { describeCheckpoints } from './checkpoints.ts';
-import { DEFAULT_MAX_OPEN_FILES, earlyKey, type EarlyFiles } from './early.ts';
-import { AuditFileInput, openAuditFiles } from './input.ts';
+import { DEFAULT_MAX_OPEN_FILES, earlyKey, openAuditFiles, type EarlyFiles } from './early.ts';
+import { AuditFileInput } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
 
 /**

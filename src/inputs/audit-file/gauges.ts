@@ -1,0 +1,48 @@
+import type { Metrics } from '../../telemetry/metrics.ts';
+import type { TrackedFile } from './tracker.ts';
+
+/**
+ * The input's per-file gauges: lag (size minus offset) labelled by the file's
+ * current path, which changes on rotation, so the series of the old name is
+ * removed when the file moves or leaves.
+ */
+export class FileGauges {
+  readonly #metrics: Metrics;
+  readonly #input: string;
+  /** File id → the path its lag series is labelled with. */
+  readonly #lagLabels = new Map<string, string>();
+
+  constructor(metrics: Metrics, input: string) {
+    this.#metrics = metrics;
+    this.#input = input;
+  }
+
+  /** After a rescan: every attached file's lag, and how many are tracked. */
+  update(files: Iterable<TrackedFile>): void {
+    let tracked = 0;
+    for (const f of files) {
+      if (!f.attached) continue;
+      tracked++;
+      this.setLag(f);
+    }
+    this.#metrics.auditFilesTracked.set({ input: this.#input }, tracked);
+  }
+
+  setLag(f: TrackedFile): void {
+    const prev = this.#lagLabels.get(f.id);
+    if (prev !== undefined && prev !== f.path) this.#metrics.auditLagBytes.remove({ input: this.#input, file: prev });
+    this.#lagLabels.set(f.id, f.path);
+    this.#metrics.auditLagBytes.set({ input: this.#input, file: f.path }, f.size >= 0 ? Math.max(0, f.size - f.offset) : 0);
+  }
+
+  dropLag(f: TrackedFile): void {
+    const prev = this.#lagLabels.get(f.id);
+    if (prev === undefined) return;
+    this.#lagLabels.delete(f.id);
+    this.#metrics.auditLagBytes.remove({ input: this.#input, file: prev });
+  }
+
+  openFiles(n: number): void {
+    this.#metrics.auditOpenFiles.set({ input: this.#input }, n);
+  }
+}
