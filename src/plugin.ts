@@ -196,11 +196,25 @@ export interface ProbeContext extends CheckContext {
 // oxlint-disable-next-line typescript/no-explicit-any
 type AnyObjectSchema = z.ZodObject<any>;
 
-export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
-  kind: 'input';
+/** What every plugin definition has, whatever its kind. */
+interface PluginBase<S extends AnyObjectSchema> {
   type: string;
   description: string;
   schema: S;
+  /**
+   * The plugin's own series (its `metrics.ts`, made with `pluginMetrics`):
+   * created when a component of the type is created, and by the docs
+   * generator, which lists every plugin's.
+   */
+  metrics?(metrics: Metrics): unknown;
+  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
+  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
+  /** `ktrail check --connect`: try the destination like a health check. */
+  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
+}
+
+export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> extends PluginBase<S> {
+  kind: 'input';
   create(config: z.output<S>, ctx: InputContext): Input;
   /**
    * Runs first, before the spool, the other plugins and the telemetry server
@@ -215,29 +229,15 @@ export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
    * for every input of this type; each row names its `input`.
    */
   describeState?(db: Database): Array<Record<string, unknown> & { input: string }>;
-  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
-  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
-  /** `ktrail check --connect`: try the destination like a health check. */
-  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
-export interface ProcessorPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
+export interface ProcessorPlugin<S extends AnyObjectSchema = AnyObjectSchema> extends PluginBase<S> {
   kind: 'processor';
-  type: string;
-  description: string;
-  schema: S;
   create(config: z.output<S>, ctx: ComponentContext): Processor;
-  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
-  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
-  /** `ktrail check --connect`: try the destination like a health check. */
-  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
-export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
+export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> extends PluginBase<S> {
   kind: 'output';
-  type: string;
-  description: string;
-  schema: S;
   /** The output type's defaults of the delivery keys every output has (e.g. Elasticsearch batches of 5 MiB). */
   delivery?: DeliveryDefaults;
   /**
@@ -247,10 +247,6 @@ export interface OutputPlugin<S extends AnyObjectSchema = AnyObjectSchema> {
    */
   deliveryFor?(config: z.output<S>): DeliveryDefaults;
   create(config: z.output<S>, ctx: OutputContext): Output;
-  /** `ktrail check`: findings beyond the schema (see CheckFindings). */
-  inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
-  /** `ktrail check --connect`: try the destination like a health check. */
-  probe?(config: z.output<S>, ctx: ProbeContext): Promise<ProbeResult[]>;
 }
 
 export type Plugin = InputPlugin | ProcessorPlugin | OutputPlugin;

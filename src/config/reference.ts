@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { allPlugins } from '../registry.ts';
 import type { OutputPlugin, Plugin } from '../plugin.ts';
-import { createMetrics } from '../telemetry/metrics.ts';
+import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { deliveryDefaultsOf } from '../delivery/config.ts';
 import { describeSchema, fmtDuration, fmtSize, type OptionRow } from './describe.ts';
 import { outputCommonShape, processorCommonShape, serviceSchema, spoolSchema } from './schema.ts';
@@ -58,13 +58,19 @@ export function renderOptionReference(): string {
   return out.join('\n');
 }
 
-export async function renderMetricsReference(): Promise<string> {
+/** Every series ktrail can export: the core ones and every plugin's, on one registry. */
+export function allMetrics(): Metrics {
   const metrics = createMetrics();
-  const json = await metrics.registry.getMetricsAsJSON();
+  for (const p of allPlugins()) p.metrics?.(metrics);
+  return metrics;
+}
+
+export async function renderMetricsReference(): Promise<string> {
   const lines = ['| metric | type | labels | meaning |', '|---|---|---|---|'];
-  for (const m of json) {
-    const labels = ((m as unknown as { labelNames?: string[] }).labelNames ?? []).join(', ');
-    lines.push(`| \`${m.name}\` | ${m.type} | ${labels ? `\`${labels}\`` : '—'} | ${m.help.replace(/\|/g, '\\|')} |`);
+  for (const m of allMetrics().registry.getMetricsAsArray()) {
+    const { name, help, type, labelNames = [] } = m as unknown as { name: string; help: string; type: string; labelNames?: string[] };
+    const labels = labelNames.join(', ');
+    lines.push(`| \`${name}\` | ${type} | ${labels ? `\`${labels}\`` : '—'} | ${help.replace(/\|/g, '\\|')} |`);
   }
   return lines.join('\n');
 }

@@ -263,6 +263,8 @@ export class Agent {
   }
 
   #context(kind: ComponentKind, c: ComponentConfig<InputPlugin | ProcessorPlugin | OutputPlugin>): ComponentContext {
+    // The plugin's own series exist from its start (a scrape shows them before the first event).
+    c.plugin.metrics?.(this.#metrics);
     return {
       name: c.name,
       log: this.#log.child({ component_kind: kind, component_id: c.name, component_type: c.plugin.type }),

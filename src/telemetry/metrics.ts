@@ -1,9 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
- * Every metric ktrail exports is declared here, once. Components never import
- * prom-client: they get a `ComponentTelemetry` (the standard per-component
- * counters) and this `Metrics` object for their own series from their context.
+ * The metrics every ktrail process has are declared here, once: the standard
+ * per-component set, the spool, dead letters and the delivery runner. A
+ * plugin's own series are declared in its folder (`<plugin>/metrics.ts`,
+ * with `pluginMetrics` below) and named in its definition, so the docs list
+ * them too. Components get a `ComponentTelemetry` (the standard counters) and
+ * this `Metrics` object from their context.
  *
  * Conventions: `ktrail_` prefix; counters end in `_total`; units in names
  * (`_bytes`, `_seconds`); `reason` labels name why something was not delivered.
@@ -15,6 +18,8 @@ export function createMetrics(registry: Registry = new Registry()) {
   const output = ['output'] as const;
   const m = {
     registry,
+    /** Each plugin's own series, by plugin (see `pluginMetrics`). */
+    plugins: new Map<string, unknown>(),
     buildInfo: new Gauge({ name: 'ktrail_build_info', help: 'Always 1; labels carry the ktrail and Node.js versions.', labelNames: ['version', 'nodejs'], registers: r }),
 
     // Standard per-component set (inputs, processors, outputs).
@@ -54,77 +59,32 @@ export function createMetrics(registry: Registry = new Registry()) {
     outputRetries: new Counter({ name: 'ktrail_output_retries_total', help: 'Retries scheduled by the delivery runner, by reason.', labelNames: [...output, 'reason'], registers: r }),
     outputRequestSeconds: new Histogram({ name: 'ktrail_output_request_duration_seconds', help: 'Duration of one send attempt.', labelNames: [...output, 'outcome'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
     outputLastSuccess: new Gauge({ name: 'ktrail_output_last_success_timestamp_seconds', help: 'Unix time of the last acknowledged request.', labelNames: output, registers: r }),
-    outputDuplicates: new Counter({ name: 'ktrail_output_duplicates_total', help: 'Records the destination already had (Elasticsearch 409 on create): a replay made harmless by the record id.', labelNames: output, registers: r }),
 
-    // audit_file input.
-    auditBytesRead: new Counter({ name: 'ktrail_audit_file_read_bytes_total', help: 'Bytes read from audit log files.', labelNames: ['input'], registers: r }),
-    auditLines: new Counter({ name: 'ktrail_audit_file_lines_total', help: 'Complete lines read from audit log files.', labelNames: ['input'], registers: r }),
-    auditLagBytes: new Gauge({ name: 'ktrail_audit_file_lag_bytes', help: 'Bytes written to a tracked file but not yet read (size minus offset).', labelNames: ['input', 'file'], registers: r }),
-    auditFilesTracked: new Gauge({ name: 'ktrail_audit_file_files_tracked', help: 'Files the input currently tracks (active file and unread backups).', labelNames: ['input'], registers: r }),
-    auditRotations: new Counter({ name: 'ktrail_audit_file_rotations_total', help: 'Rotations observed (the active file renamed away and a new one seen).', labelNames: ['input'], registers: r }),
-    auditTruncations: new Counter({ name: 'ktrail_audit_file_truncations_total', help: 'Files found shorter than their checkpoint and re-read from 0.', labelNames: ['input'], registers: r }),
-    auditGapBytes: new Counter({ name: 'ktrail_audit_file_gap_bytes_total', help: 'Bytes that could not be read because the file was deleted before the input reached its end.', labelNames: ['input', 'reason'], registers: r }),
-    auditGapFiles: new Counter({
-      name: 'ktrail_audit_file_gap_files_total',
-      help: 'Files lost before the input read them to the end, by reason (deleted, truncated, rotated_unseen: rotated away while ktrail was not running, an estimate).',
-      labelNames: ['input', 'reason'],
-      registers: r,
-    }),
-    auditGapSeconds: new Counter({
-      name: 'ktrail_audit_file_gap_seconds_total',
-      help: 'Seconds of audit log rotated away unseen while ktrail was not running (from the last checkpoint to the first record of the oldest file found).',
-      labelNames: ['input'],
-      registers: r,
-    }),
-    auditOpenFiles: new Gauge({ name: 'ktrail_audit_file_open_files', help: 'Descriptors the input holds open (files held from first sight plus the readers\' open files).', labelNames: ['input'], registers: r }),
-    auditFilesNotHeld: new Counter({
-      name: 'ktrail_audit_file_not_held_total',
-      help: 'Files seen while max_open_files descriptors were already open: tracked by name only, lost (a gap) if deleted before they are read.',
-      labelNames: ['input'],
-      registers: r,
-    }),
-    auditOversizeLines: new Counter({ name: 'ktrail_audit_file_oversize_lines_total', help: 'Lines longer than max_line_bytes, by action (dead_letter, truncate).', labelNames: ['input', 'action'], registers: r }),
-    auditInvalidLines: new Counter({ name: 'ktrail_audit_file_invalid_lines_total', help: 'Lines that were not a JSON audit event, by action (dead_letter, pass_raw).', labelNames: ['input', 'action'], registers: r }),
-
-    // audit_webhook input.
-    webhookRequests: new Counter({ name: 'ktrail_audit_webhook_requests_total', help: 'Requests answered, by HTTP status code (401/403: authentication failed; 413: body over max_body_bytes; 429: refused).', labelNames: ['input', 'code'], registers: r }),
-    webhookEvents: new Counter({ name: 'ktrail_audit_webhook_events_total', help: 'Audit events received in EventList bodies (committed or dead-lettered).', labelNames: ['input'], registers: r }),
-    webhookBadRequests: new Counter({ name: 'ktrail_audit_webhook_bad_requests_total', help: 'Bodies or events that could not be taken as audit events, by reason (not_json, not_event_list, invalid_event, oversize).', labelNames: ['input', 'reason'], registers: r }),
-    webhookBatchEvents: new Histogram({ name: 'ktrail_audit_webhook_batch_events', help: 'Events in one EventList body.', labelNames: ['input'], buckets: [1, 10, 50, 100, 200, 400, 1000, 5000], registers: r }),
-    webhookCommitSeconds: new Histogram({ name: 'ktrail_audit_webhook_commit_duration_seconds', help: 'Time from the end of the request body to the spool commit (the 2xx answer).', labelNames: ['input'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
-    webhookBatchesAtRisk: new Counter({
-      name: 'ktrail_audit_webhook_batches_at_risk_total',
-      help: 'Batches refused (413 oversize, 429 spool full or too many requests): the apiserver retries a refused batch 5 times and then drops it, by reason.',
-      labelNames: ['input', 'reason'],
-      registers: r,
-    }),
-    webhookInFlight: new Gauge({ name: 'ktrail_audit_webhook_in_flight_requests', help: 'Requests being read or committed.', labelNames: ['input'], registers: r }),
-
-    // k8s_events input.
-    eventsReceived: new Counter({ name: 'ktrail_k8s_events_received_total', help: 'Event objects received from list and watch.', labelNames: ['input', 'source'], registers: r }),
-    eventsEmitted: new Counter({ name: 'ktrail_k8s_events_emitted_total', help: 'Event versions emitted as records.', labelNames: ['input'], registers: r }),
-    eventsDeduplicated: new Counter({ name: 'ktrail_k8s_events_deduplicated_total', help: 'Event versions skipped because they were emitted before.', labelNames: ['input'], registers: r }),
-    eventsWatchRestarts: new Counter({ name: 'ktrail_k8s_events_watch_restarts_total', help: 'Watch streams restarted, by reason (timeout, closed, error, gone).', labelNames: ['input', 'reason'], registers: r }),
-    eventsRelists: new Counter({ name: 'ktrail_k8s_events_relists_total', help: 'Full lists performed (start, 410 Gone, poll).', labelNames: ['input', 'reason'], registers: r }),
-    eventsGone: new Counter({ name: 'ktrail_k8s_events_gone_total', help: '410 Gone / Expired answers received.', labelNames: ['input'], registers: r }),
-    eventsGaps: new Counter({ name: 'ktrail_k8s_events_gaps_total', help: 'Possible gaps: event versions may have expired before they could be read.', labelNames: ['input', 'reason'], registers: r }),
-    eventsLeader: new Gauge({ name: 'ktrail_k8s_events_leader', help: '1 when this instance holds the lease and runs the input.', labelNames: ['input'], registers: r }),
-    eventsCursorAge: new Gauge({ name: 'ktrail_k8s_events_cursor_age_seconds', help: 'Seconds since the stored resourceVersion cursor last advanced.', labelNames: ['input'], registers: r }),
-    eventsSeenSetSize: new Gauge({ name: 'ktrail_k8s_events_seen_set_size', help: 'Entries (uid to last emitted resourceVersion) in the dedup seen-set.', labelNames: ['input'], registers: r }),
-
-    // k8s_metadata processor.
-    metaCacheSize: new Gauge({ name: 'ktrail_k8s_metadata_cache_pods', help: 'Pods held in the metadata cache (including recently deleted).', labelNames: ['processor'], registers: r }),
-    metaLookups: new Counter({ name: 'ktrail_k8s_metadata_lookups_total', help: 'Cache lookups by result (hit, miss, negative_hit).', labelNames: ['processor', 'result'], registers: r }),
-    metaApiRequests: new Counter({ name: 'ktrail_k8s_metadata_api_requests_total', help: 'Kubernetes API requests made by the cache (list, watch, get).', labelNames: ['processor', 'verb'], registers: r }),
-    metaEnrichFailures: new Counter({ name: 'ktrail_k8s_metadata_enrich_failures_total', help: 'Records passed on without enrichment, by reason (timeout, api_error, not_found).', labelNames: ['processor', 'reason'], registers: r }),
-
-    // redact processor.
-    redactedFields: new Counter({ name: 'ktrail_redact_fields_total', help: 'Fields removed or masked, by rule.', labelNames: ['processor', 'rule'], registers: r }),
   };
   return m;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * A plugin's own series: `declare` creates them on the registries it is
+ * given. The accessor it returns creates them once per `Metrics` object,
+ * when the plugin is first used (so a config without the plugin exports none
+ * of them), and hands the same objects back to every instance of the plugin.
+ * They are kept on the `Metrics` object under the plugin's key, not in this
+ * module, so a second copy of a module (one loaded with require(), one with
+ * import) still finds them.
+ */
+export function pluginMetrics<T>(key: string, declare: (registers: Registry[]) => T): (metrics: Metrics) => T {
+  return (metrics) => {
+    let m = metrics.plugins.get(key) as T | undefined;
+    if (m === undefined) {
+      m = declare([metrics.registry]);
+      metrics.plugins.set(key, m);
+    }
+    return m;
+  };
+}
 
 export function enableProcessMetrics(metrics: Metrics): void {
   collectDefaultMetrics({ register: metrics.registry, prefix: 'ktrail_' });

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { serviceSchema } from '../../src/config/schema.ts';
 import { loadConfigText } from '../../src/config/load.ts';
-import { createMetrics } from '../../src/telemetry/metrics.ts';
+import { allMetrics } from '../../src/config/reference.ts';
 import { unknownFields } from './k8s-fields.ts';
 import { podSecurityViolations } from './pod-security.ts';
 import {
@@ -687,7 +687,7 @@ describe('manifests: metrics Services and monitoring', () => {
 
   it('every metric an alert uses is declared in src/telemetry/metrics.ts, with the labels it groups by', () => {
     const declared = new Map<string, string[]>();
-    for (const m of createMetrics().registry.getMetricsAsArray()) {
+    for (const m of allMetrics().registry.getMetricsAsArray()) {
       declared.set(m.name, [...((m as unknown as { labelNames?: string[] }).labelNames ?? [])]);
     }
     const targetLabels = ['namespace', 'pod', 'job', 'instance'];

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createMetrics, enableProcessMetrics } from '../../src/telemetry/metrics.ts';
+import { enableProcessMetrics } from '../../src/telemetry/metrics.ts';
+import { allMetrics } from '../../src/config/reference.ts';
 import { build, find, REPO, type Workload } from './manifests.ts';
 
 /**
@@ -26,7 +27,7 @@ describe('docs/troubleshooting.md', () => {
   });
 
   it('names only declared metrics', () => {
-    const metrics = createMetrics();
+    const metrics = allMetrics();
     enableProcessMetrics(metrics);
     const declared = new Set(metrics.registry.getMetricsAsArray().map((m) => m.name));
     const named = new Set([...doc.matchAll(/\bktrail_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(sum|count|bucket)$/, '')));

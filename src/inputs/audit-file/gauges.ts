@@ -1,5 +1,6 @@
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { TrackedFile } from './tracker.ts';
+import { auditFileMetrics } from './metrics.ts';
 
 /**
  * The input's per-file gauges: lag (size minus offset) labelled by the file's
@@ -7,13 +8,13 @@ import type { TrackedFile } from './tracker.ts';
  * removed when the file moves or leaves.
  */
 export class FileGauges {
-  readonly #metrics: Metrics;
+  readonly #m: ReturnType<typeof auditFileMetrics>;
   readonly #input: string;
   /** File id → the path its lag series is labelled with. */
   readonly #lagLabels = new Map<string, string>();
 
   constructor(metrics: Metrics, input: string) {
-    this.#metrics = metrics;
+    this.#m = auditFileMetrics(metrics);
     this.#input = input;
   }
 
@@ -25,24 +26,24 @@ export class FileGauges {
       tracked++;
       this.setLag(f);
     }
-    this.#metrics.auditFilesTracked.set({ input: this.#input }, tracked);
+    this.#m.filesTracked.set({ input: this.#input }, tracked);
   }
 
   setLag(f: TrackedFile): void {
     const prev = this.#lagLabels.get(f.id);
-    if (prev !== undefined && prev !== f.path) this.#metrics.auditLagBytes.remove({ input: this.#input, file: prev });
+    if (prev !== undefined && prev !== f.path) this.#m.lagBytes.remove({ input: this.#input, file: prev });
     this.#lagLabels.set(f.id, f.path);
-    this.#metrics.auditLagBytes.set({ input: this.#input, file: f.path }, f.size >= 0 ? Math.max(0, f.size - f.offset) : 0);
+    this.#m.lagBytes.set({ input: this.#input, file: f.path }, f.size >= 0 ? Math.max(0, f.size - f.offset) : 0);
   }
 
   dropLag(f: TrackedFile): void {
     const prev = this.#lagLabels.get(f.id);
     if (prev === undefined) return;
     this.#lagLabels.delete(f.id);
-    this.#metrics.auditLagBytes.remove({ input: this.#input, file: prev });
+    this.#m.lagBytes.remove({ input: this.#input, file: prev });
   }
 
   openFiles(n: number): void {
-    this.#metrics.auditOpenFiles.set({ input: this.#input }, n);
+    this.#m.openFiles.set({ input: this.#input }, n);
   }
 }

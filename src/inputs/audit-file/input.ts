@@ -10,6 +10,7 @@ import { removedGaps, reportReconcile, unseenRotations } from './report.ts';
 import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
 import { StreamReader, type StreamHost } from './stream.ts';
 import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
+import { auditFileMetrics } from './metrics.ts';
 
 /**
  * The audit_file input at run time: a rescan loop that keeps the tracker in
@@ -277,7 +278,7 @@ export class AuditFileInput implements Input {
       const f = byKey.get(key);
       if (f === undefined || f.notHeld || f.openBy !== undefined || !f.mayHaveMore) continue;
       f.notHeld = true;
-      this.#ctx.metrics.auditFilesNotHeld.inc({ input: this.#name });
+      auditFileMetrics(this.#ctx.metrics).filesNotHeld.inc({ input: this.#name });
       this.#ctx.log.warn(
         { file: f.path, maxOpenFiles: this.#held.max, open: this.#held.open },
         'max_open_files reached: this file is tracked by name only; if it is deleted before it is read, its unread part is a gap',

@@ -6,6 +6,7 @@ import { describeCheckpoints } from './checkpoints.ts';
 import { DEFAULT_MAX_OPEN_FILES, earlyKey, openAuditFiles, type EarlyFiles } from './early.ts';
 import { AuditFileInput } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
+import { auditFileMetrics } from './metrics.ts';
 
 /**
  * `audit_file`: tails the kube-apiserver audit log (`--audit-log-path`) and
@@ -78,6 +79,7 @@ export const auditFileInput: InputPlugin<typeof schema> = {
   type: 'audit_file',
   description: 'Tails the kube-apiserver audit log and its rotated (and gzipped) backups.',
   schema,
+  metrics: auditFileMetrics,
   create: (cfg, ctx) => new AuditFileInput(cfg, ctx),
   // The first thing `ktrail run` does: open (and hold) every file the paths match.
   prepare: async (cfg, log, early) => {

@@ -5,6 +5,7 @@ import type { FileGauges } from './gauges.ts';
 import type { HeldFiles } from './held.ts';
 import { readGzipHead, readHead, streamPlace } from './identity.ts';
 import type { ReconcileResult, TrackedFile, Tracker } from './tracker.ts';
+import { auditFileMetrics } from './metrics.ts';
 
 /**
  * What a rescan found that an operator must hear about: rotations,
@@ -16,12 +17,12 @@ type Reporting = Pick<ComponentContext, 'metrics' | 'log'>;
 
 export function reportReconcile(r: ReconcileResult, { metrics, log }: Reporting, input: string, gauges: FileGauges): void {
   for (const f of r.rotations) {
-    metrics.auditRotations.inc({ input });
+    auditFileMetrics(metrics).rotations.inc({ input });
     log.debug({ file: f.path }, 'rotation: active file renamed');
   }
   for (const { old, path } of r.replaced) {
     if (old.detachReason === 'truncated') {
-      metrics.auditTruncations.inc({ input });
+      auditFileMetrics(metrics).truncations.inc({ input });
       log.warn({ file: path, offset: old.offset, size: old.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
     } else {
       log.debug({ file: path, previous: old.path }, 'inode reused by another file');
@@ -31,8 +32,8 @@ export function reportReconcile(r: ReconcileResult, { metrics, log }: Reporting,
   for (const { file, gapBytes, reason, endUnknown } of r.removed) {
     gauges.dropLag(file);
     if (gapBytes <= 0 && !endUnknown) continue;
-    metrics.auditGapBytes.inc({ input, reason }, gapBytes);
-    metrics.auditGapFiles.inc({ input, reason });
+    auditFileMetrics(metrics).gapBytes.inc({ input, reason }, gapBytes);
+    auditFileMetrics(metrics).gapFiles.inc({ input, reason });
     log.warn(
       { file: file.path, lostBytes: gapBytes, atLeast: endUnknown || undefined, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
       reason === 'truncated'
@@ -87,8 +88,8 @@ export async function unseenRotations(loadedRows: readonly CheckpointRow[], trac
       .sort((a, b) => a - b);
     const interval = intervals.length > 0 ? intervals[Math.floor(intervals.length / 2)]! : undefined;
     const estimate = interval !== undefined ? Math.max(1, Math.round((toMs - fromMs) / interval)) : 1;
-    metrics.auditGapFiles.inc({ input, reason: 'rotated_unseen' }, estimate);
-    metrics.auditGapSeconds.inc({ input }, (toMs - fromMs) / 1000);
+    auditFileMetrics(metrics).gapFiles.inc({ input, reason: 'rotated_unseen' }, estimate);
+    auditFileMetrics(metrics).gapSeconds.inc({ input }, (toMs - fromMs) / 1000);
     log.warn(
       { stream: key, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), estimatedFiles: estimate, oldestPresent: oldest.path },
       `gap: audit log of ${key} from ${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()} was rotated away while ktrail was not reading it (about ${estimate} file(s)); reading resumes at ${oldest.path}`,

@@ -11,6 +11,7 @@ import { lineHandler, newBatch, type Batch } from './lines.ts';
 import { pickNext } from './pick.ts';
 import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandler } from './reader.ts';
 import type { TrackedFile, Tracker } from './tracker.ts';
+import { auditFileMetrics } from './metrics.ts';
 
 /** Chunks one reader turn may read before the stream's order is looked at again. */
 const TURN_CHUNKS = 16;
@@ -208,7 +209,7 @@ export class StreamReader {
       const before = splitter.readPosition;
       const n = await source.fill(splitter, handler);
       if (n === 0) return this.#atEnd(open, splitter, files, batch, handler);
-      h.ctx.metrics.auditBytesRead.inc({ input: h.ctx.name }, splitter.readPosition - before);
+      auditFileMetrics(h.ctx.metrics).bytesRead.inc({ input: h.ctx.name }, splitter.readPosition - before);
       if (splitter.committedOffset !== f.offset) await this.#emit(f, splitter.committedOffset, batch, Math.max(f.size, splitter.readPosition));
     }
     return 'more';
@@ -227,7 +228,7 @@ export class StreamReader {
     const f = open.file;
     const truncated = change === 'truncated' && (open.reads > 0 || f.offset > 0);
     if (truncated) {
-      ctx.metrics.auditTruncations.inc({ input: ctx.name });
+      auditFileMetrics(ctx.metrics).truncations.inc({ input: ctx.name });
       ctx.log.warn({ file: f.path, offset: f.offset, size: f.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
     }
     tracker.detach(f, truncated ? 'truncated' : 'deleted');
@@ -281,10 +282,10 @@ export class StreamReader {
     await ctx.emit(emitBatch);
     f.offset = offset;
     f.size = size;
-    if (batch.lines > 0) metrics.auditLines.inc({ input }, batch.lines);
-    if (batch.invalid > 0) metrics.auditInvalidLines.inc({ input, action: cfg.on_parse_error }, batch.invalid);
+    if (batch.lines > 0) auditFileMetrics(metrics).lines.inc({ input }, batch.lines);
+    if (batch.invalid > 0) auditFileMetrics(metrics).invalidLines.inc({ input, action: cfg.on_parse_error }, batch.invalid);
     if (batch.oversize > 0) {
-      metrics.auditOversizeLines.inc({ input, action: cfg.on_oversize }, batch.oversize);
+      auditFileMetrics(metrics).oversizeLines.inc({ input, action: cfg.on_oversize }, batch.oversize);
       telemetry.discarded('oversize', cfg.on_oversize === 'dead_letter' ? batch.oversize : 0);
     }
     if (batch.invalid > 0 && cfg.on_parse_error === 'dead_letter') telemetry.discarded('parse_error', batch.invalid);

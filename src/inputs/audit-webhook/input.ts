@@ -10,6 +10,7 @@ import type { EmitBatch, Input, InputContext, InputDeadLetter } from '../../plug
 import { rememberSecret } from '../../telemetry/scrub.ts';
 import { parseAuditLine } from '../audit-file/parse.ts';
 import type { AuditWebhookConfig } from './plugin.ts';
+import { auditWebhookMetrics } from './metrics.ts';
 
 /**
  * The audit_webhook server. One request = one EventList = one emit (one spool
@@ -223,7 +224,7 @@ export class AuditWebhookInput implements Input {
     const input = this.#ctx.name;
     const startMs = performance.now();
     this.#active++;
-    metrics.webhookInFlight.set({ input }, this.#active);
+    auditWebhookMetrics(metrics).inFlight.set({ input }, this.#active);
     let out: Outcome;
     try {
       out = await this.#route(req, startMs);
@@ -232,9 +233,9 @@ export class AuditWebhookInput implements Input {
       out = { status: 500, body: 'internal error\n' };
     } finally {
       this.#active--;
-      metrics.webhookInFlight.set({ input }, this.#active);
+      auditWebhookMetrics(metrics).inFlight.set({ input }, this.#active);
     }
-    metrics.webhookRequests.inc({ input, code: String(out.status) });
+    auditWebhookMetrics(metrics).requests.inc({ input, code: String(out.status) });
     if (res.headersSent || res.destroyed) return;
     const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', ...out.headers };
     if (this.#stopping) headers.connection = 'close';
@@ -270,10 +271,10 @@ export class AuditWebhookInput implements Input {
     }
     const body = await this.#readBody(req);
     if (body === 'oversize') {
-      this.#ctx.metrics.webhookBadRequests.inc({ input, reason: 'oversize' });
+      auditWebhookMetrics(this.#ctx.metrics).badRequests.inc({ input, reason: 'oversize' });
       this.#ctx.telemetry.discarded('oversize', 1);
       this.#logLimited('oversize', 'warn', { remote: req.socket.remoteAddress, maxBodyBytes: this.#cfg.max_body_bytes, contentLength: req.headers['content-length'] }, 'audit webhook: body over max_body_bytes refused (413); the apiserver drops it after its retries');
-      this.#ctx.metrics.webhookBatchesAtRisk.inc({ input, reason: 'oversize' });
+      auditWebhookMetrics(this.#ctx.metrics).batchesAtRisk.inc({ input, reason: 'oversize' });
       return { status: 413, body: 'body over max_body_bytes\n', headers: { connection: 'close' } };
     }
     if (body === 'aborted') return { status: 400, body: 'aborted\n' };
@@ -295,13 +296,13 @@ export class AuditWebhookInput implements Input {
     clearTimeout(timer);
     if (r === 'timeout') return this.#refuse('spool_full', 429);
     if (r !== 'ok') throw r;
-    this.#ctx.metrics.webhookCommitSeconds.observe({ input }, (performance.now() - bodyDone) / 1000);
+    auditWebhookMetrics(this.#ctx.metrics).commitSeconds.observe({ input }, (performance.now() - bodyDone) / 1000);
     return { status: 200, body: '{"status":"ok"}\n', headers: { 'content-type': 'application/json' } };
   }
 
   #refuse(reason: string, status: number): Outcome {
     const input = this.#ctx.name;
-    this.#ctx.metrics.webhookBatchesAtRisk.inc({ input, reason });
+    auditWebhookMetrics(this.#ctx.metrics).batchesAtRisk.inc({ input, reason });
     this.#logLimited(`refuse-${reason}`, 'warn', { reason, status }, 'audit webhook: batch refused; the apiserver retries it (5 attempts in all) and then drops it');
     return { status, headers: { 'retry-after': String(Math.ceil(this.#cfg.retry_after / 1000)) }, body: `${reason}\n` };
   }
@@ -349,7 +350,7 @@ export class AuditWebhookInput implements Input {
     const deadLetters: InputDeadLetter[] = [];
     const records: LogRecord[] = [];
     const whole = (code: string, why: string): EmitBatch => {
-      metrics.webhookBadRequests.inc({ input, reason: code });
+      auditWebhookMetrics(metrics).badRequests.inc({ input, reason: code });
       telemetry.discarded(code, 1);
       this.#logLimited(`bad-${code}`, 'warn', { reason: why, bytes: body.length, remote }, 'audit webhook: body is not an EventList; stored whole as a dead letter');
       // Logged (rate-limited) and redact-checked with every other dead letter by the pipeline.
@@ -379,11 +380,11 @@ export class AuditWebhookInput implements Input {
       invalid++;
       deadLetters.push({ code: 'invalid_event', reason: `invalid_event: ${p.error} (item ${i} of ${items.length} from ${remote})`, data: raw, recordId: `${bodyId}:${i}`, source: source(raw.length, i) });
     });
-    metrics.webhookEvents.inc({ input }, items.length);
-    metrics.webhookBatchEvents.observe({ input }, items.length);
+    auditWebhookMetrics(metrics).events.inc({ input }, items.length);
+    auditWebhookMetrics(metrics).batchEvents.observe({ input }, items.length);
     if (records.length > 0) telemetry.received(records.length, bytes);
     if (invalid > 0) {
-      metrics.webhookBadRequests.inc({ input, reason: 'invalid_event' }, invalid);
+      auditWebhookMetrics(metrics).badRequests.inc({ input, reason: 'invalid_event' }, invalid);
       telemetry.discarded('invalid_event', invalid);
       this.#logLimited('bad-invalid_event', 'warn', { invalid, items: items.length, remote }, 'audit webhook: events without auditID/stage dead-lettered; the rest accepted');
     }

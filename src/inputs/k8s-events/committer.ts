@@ -2,6 +2,7 @@ import type { InputContext, InputDeadLetter } from '../../plugin.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
 import { isNewVersion, toRecord, type EventApi, type EventObject } from './convert.ts';
 import type { EventsState, SeenEntry } from './state.ts';
+import { k8sEventsMetrics } from './metrics.ts';
 
 /**
  * Turns event objects into records and commits them — with the seen-set rows
@@ -105,11 +106,11 @@ export class Committer {
     }
     if (cursorAfter !== undefined && cursorAfter !== '') s.cursors.set(scope, cursorAfter);
     if (objects.length > 0) {
-      m.eventsReceived.inc({ ...this.#labels, source }, objects.length);
+      k8sEventsMetrics(m).received.inc({ ...this.#labels, source }, objects.length);
       ctx.telemetry.received(objects.length);
     }
     if (duplicates > 0) {
-      m.eventsDeduplicated.inc(this.#labels, duplicates);
+      k8sEventsMetrics(m).deduplicated.inc(this.#labels, duplicates);
       ctx.telemetry.discarded('duplicate', duplicates);
     }
     if (this.#o.flushIntervalMs === 0 || s.records.length >= this.#o.maxBatchRecords) {
@@ -158,7 +159,7 @@ export class Committer {
       this.#inflight = undefined;
     }
     this.lastCommitMs = Date.now();
-    if (batch.records.length > 0) ctx.metrics.eventsEmitted.inc(this.#labels, batch.records.length);
+    if (batch.records.length > 0) k8sEventsMetrics(ctx.metrics).emitted.inc(this.#labels, batch.records.length);
     if (batch.newUids > 0) this.#o.onSeenDelta?.(batch.newUids);
     await this.#o.afterCommit?.();
   }

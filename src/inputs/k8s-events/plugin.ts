@@ -12,6 +12,7 @@ import { DeliveredMirror } from './delivered.ts';
 import { adoptMirror, createElector } from './leader.ts';
 import { ALL_NAMESPACES, describeEventsState, EventsState, STATE_MIGRATIONS, STATE_OWNER } from './state.ts';
 import { isConfigError, ScopeWatcher } from './watcher.ts';
+import { k8sEventsMetrics } from './metrics.ts';
 
 /**
  * `k8s_events`: Kubernetes Events from the API (list + watch, or poll), each
@@ -147,23 +148,23 @@ class K8sEventsInput implements Input {
         log: ctx.log,
       });
       this.#elector = elector;
-      ctx.metrics.eventsLeader.set(this.#labels, 0);
+      k8sEventsMetrics(ctx.metrics).leader.set(this.#labels, 0);
       this.#running = elector.run(this.#abort.signal, async ({ signal, lease }) => {
         const adopted = adoptMirror(lease, state);
         const delivered = new DeliveredMirror(ctx.state.db, ctx.name, state, adopted.mirror);
         this.#delivered = delivered;
         ctx.log.info({ lease: elector.path, identity: elector.identity, mirror: adopted.found, cursorsAdopted: adopted.scopes }, 'leading: starting the events collector');
         this.#seenSize = state.size();
-        ctx.metrics.eventsLeader.set(this.#labels, 1);
+        k8sEventsMetrics(ctx.metrics).leader.set(this.#labels, 1);
         try {
           await this.#collect(signal, elector, delivered);
         } finally {
-          ctx.metrics.eventsLeader.set(this.#labels, 0);
-          ctx.metrics.eventsCursorAge.set(this.#labels, 0);
+          k8sEventsMetrics(ctx.metrics).leader.set(this.#labels, 0);
+          k8sEventsMetrics(ctx.metrics).cursorAge.set(this.#labels, 0);
         }
       });
     } else {
-      ctx.metrics.eventsLeader.set(this.#labels, 1);
+      k8sEventsMetrics(ctx.metrics).leader.set(this.#labels, 1);
       this.#running = this.#runStandalone();
     }
   }
@@ -223,7 +224,7 @@ class K8sEventsInput implements Input {
       onFatal: fail,
       onSeenDelta: (d) => {
         this.#seenSize += d;
-        ctx.metrics.eventsSeenSetSize.set(this.#labels, this.#seenSize);
+        k8sEventsMetrics(ctx.metrics).seenSetSize.set(this.#labels, this.#seenSize);
       },
     });
     const scopes = cfg.namespaces.length > 0 ? cfg.namespaces : [ALL_NAMESPACES];
@@ -311,7 +312,7 @@ class K8sEventsInput implements Input {
     try {
       const removed = state.prune(Date.now() - this.#cfg.seen_retention);
       if (removed > 0) this.#seenSize = state.size();
-      this.#ctx.metrics.eventsSeenSetSize.set(this.#labels, this.#seenSize);
+      k8sEventsMetrics(this.#ctx.metrics).seenSetSize.set(this.#labels, this.#seenSize);
     } catch (err) {
       // The spool closes during shutdown; the next start prunes.
       this.#ctx.log.debug({ err: errorMessage(err) }, 'seen-set prune skipped');
@@ -324,7 +325,7 @@ class K8sEventsInput implements Input {
       const cursors = this.#state.cursors();
       if (cursors.length === 0) return;
       const oldest = Math.min(...cursors.map((c) => c.advancedMs));
-      this.#ctx.metrics.eventsCursorAge.set(this.#labels, Math.max(0, (Date.now() - oldest) / 1000));
+      k8sEventsMetrics(this.#ctx.metrics).cursorAge.set(this.#labels, Math.max(0, (Date.now() - oldest) / 1000));
     } catch {
       // spool closed
     }
@@ -360,6 +361,7 @@ export const k8sEventsInput: InputPlugin<typeof schema> = {
   type: 'k8s_events',
   description: 'Kubernetes Events from the API (list + watch or poll): each new event version once, with leader election.',
   schema,
+  metrics: k8sEventsMetrics,
   create: (cfg, ctx) => new K8sEventsInput(cfg, ctx),
   describeState: describeEventsState,
   inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),

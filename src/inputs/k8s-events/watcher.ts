@@ -7,6 +7,7 @@ import { ListWatch, type ListPage, type ListReason, type WatchBatch } from '../.
 import type { Committer } from './committer.ts';
 import { compareRv, eventTimeMs, isNumericRv, type EventApi, type EventObject } from './convert.ts';
 import { ALL_NAMESPACES, type EventsState } from './state.ts';
+import { k8sEventsMetrics } from './metrics.ts';
 
 /**
  * One scope (all namespaces, or one namespace) of the events input: list +
@@ -77,9 +78,9 @@ export class ScopeWatcher {
         onWatch: (batch) => this.#onWatch(batch),
         onWatchEnd: ({ reason, error, delayMs }) => {
           const m = opts.ctx.metrics;
-          m.eventsWatchRestarts.inc({ ...this.#labels, reason });
+          k8sEventsMetrics(m).watchRestarts.inc({ ...this.#labels, reason });
           if (reason === 'gone') {
-            m.eventsGone.inc(this.#labels);
+            k8sEventsMetrics(m).gone.inc(this.#labels);
             opts.ctx.log.info({ scope: opts.scope, cursor: this.#lw.resourceVersion }, 'watch answered 410 Gone: relisting');
           } else if (error !== undefined) {
             opts.ctx.telemetry.error(`watch_${reason}`);
@@ -91,7 +92,7 @@ export class ScopeWatcher {
         },
         onError: ({ phase, error, delayMs }) => {
           if (error instanceof KubeApiError && error.gone && phase === 'list') {
-            opts.ctx.metrics.eventsGone.inc(this.#labels);
+            k8sEventsMetrics(opts.ctx.metrics).gone.inc(this.#labels);
             opts.ctx.log.info({ scope: opts.scope }, 'list continue token expired: listing again from the start');
             return;
           }
@@ -120,7 +121,7 @@ export class ScopeWatcher {
   }
 
   #onListStart(reason: ListReason): void {
-    this.#o.ctx.metrics.eventsRelists.inc({ ...this.#labels, reason });
+    k8sEventsMetrics(this.#o.ctx.metrics).relists.inc({ ...this.#labels, reason });
     this.#listCursor = this.#o.committer.cursor(this.#o.scope);
     this.#listCursorMs = this.#o.state.cursor(this.#o.scope)?.advancedMs;
     this.#oldest = undefined;
@@ -154,7 +155,7 @@ export class ScopeWatcher {
     if (compareRv(cursor, oldest.rv) >= 0) return;
     const { ctx, scope } = this.#o;
     const fromMs = this.#listCursorMs;
-    ctx.metrics.eventsGaps.inc({ ...this.#labels, reason: 'expired' });
+    k8sEventsMetrics(ctx.metrics).gaps.inc({ ...this.#labels, reason: 'expired' });
     ctx.log.warn(
       {
         scope,

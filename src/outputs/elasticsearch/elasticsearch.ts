@@ -9,6 +9,7 @@ import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
+import { elasticsearchMetrics } from './metrics.ts';
 
 /**
  * Elasticsearch 7/8/9 and OpenSearch 1/2 through the `_bulk` API.
@@ -119,7 +120,7 @@ class ElasticsearchOutput extends EndpointOutput {
       return { kind: 'retryable', code: 'malformed_response', detail: `malformed bulk response: ${errorMessage(err)}` };
     }
     const { metrics, name } = this.#ctx;
-    if (result.duplicates > 0) metrics.outputDuplicates.inc({ output: name }, result.duplicates);
+    if (result.duplicates > 0) elasticsearchMetrics(metrics).duplicates.inc({ output: name }, result.duplicates);
     if (result.failures.length === 0) return { kind: 'ok' };
     // The delivery runner counts each failed item by its code.
     return { kind: 'partial', failures: result.failures };
@@ -132,6 +133,7 @@ export const elasticsearchOutput: OutputPlugin<typeof schema> = {
   type: 'elasticsearch',
   description: 'Elasticsearch 7/8/9 and OpenSearch 1/2 via _bulk; idempotent by record id.',
   schema,
+  metrics: elasticsearchMetrics,
   delivery: { batch: { max_bytes: 5 * 1024 * 1024, max_records: 10_000, flush_interval: 1000 }, concurrency: 2, request_timeout: 60_000 },
   create: (cfg, ctx) => new ElasticsearchOutput(cfg, ctx),
   probe: async (cfg, ctx) => {

@@ -3,6 +3,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { ListWatch, type KubeObjectLike, type ListPage, type WatchBatch } from '../../kube/list-watch.ts';
 import type { ComponentContext } from '../../plugin.ts';
 import { nameKey, type PodCache, type PodEntry, type PodObject } from './pod-cache.ts';
+import { k8sMetadataMetrics } from './metrics.ts';
 
 /**
  * The list + watch loops that keep the caches current, built on the shared
@@ -50,17 +51,17 @@ function handlers<T extends KubeObjectLike>(
   };
   return {
     onPage: (page: ListPage<T>) => {
-      ctx.metrics.metaApiRequests.inc({ ...labels, verb: 'list' });
+      k8sMetadataMetrics(ctx.metrics).apiRequests.inc({ ...labels, verb: 'list' });
       apply.page(page);
       if (page.last) {
         // The watch that follows a complete list.
-        ctx.metrics.metaApiRequests.inc({ ...labels, verb: 'watch' });
+        k8sMetadataMetrics(ctx.metrics).apiRequests.inc({ ...labels, verb: 'watch' });
         onSynced();
       }
     },
     onWatch: (batch: WatchBatch<T>) => apply.watch(batch),
     onWatchEnd: ({ reason, error, delayMs }: { reason: string; error?: unknown; delayMs: number }) => {
-      if (reason !== 'gone') ctx.metrics.metaApiRequests.inc({ ...labels, verb: 'watch' });
+      if (reason !== 'gone') k8sMetadataMetrics(ctx.metrics).apiRequests.inc({ ...labels, verb: 'watch' });
       if (reason === 'gone') ctx.log.info({ resource: kind, scope }, 'watch answered 410 Gone: relisting');
       else if (error !== undefined) {
         ctx.telemetry.error(`watch_${reason}`);
@@ -68,7 +69,7 @@ function handlers<T extends KubeObjectLike>(
       }
     },
     onError: ({ phase, error, delayMs }: { phase: 'list' | 'watch'; error: unknown; delayMs: number }) => {
-      if (phase === 'list') ctx.metrics.metaApiRequests.inc({ ...labels, verb: 'list' });
+      if (phase === 'list') k8sMetadataMetrics(ctx.metrics).apiRequests.inc({ ...labels, verb: 'list' });
       ctx.telemetry.error(`${phase}_failed`);
       warn({ phase, err: errorMessage(error), retryInMs: delayMs }, `k8s_metadata: ${phase} failed; retrying`);
     },

@@ -10,6 +10,7 @@ import { NamespaceLabels, ReplicaSetOwners, runNamespaceFeed, runPodFeed, runRep
 import { PodCache, type PodEntry, type PodObject } from './pod-cache.ts';
 import { anyNeedle } from '../paths.ts';
 import { extractRefs, REF_NEEDLES, type PodRef, type RecordRefs } from './refs.ts';
+import { k8sMetadataMetrics } from './metrics.ts';
 
 const MAY_NAME_A_POD = anyNeedle(REF_NEEDLES);
 
@@ -167,7 +168,7 @@ export class K8sMetadataProcessor implements Processor {
       backoff: { initialMs: 1000, maxMs: 30_000 },
     };
     const signal = this.#abort.signal;
-    const feeds = [runPodFeed(feed, this.cache, signal, () => this.#ctx.metrics.metaCacheSize.set(this.#labels, this.cache.size))];
+    const feeds = [runPodFeed(feed, this.cache, signal, () => k8sMetadataMetrics(this.#ctx.metrics).cacheSize.set(this.#labels, this.cache.size))];
     if (cfg.resolve_deployments) feeds.push(runReplicaSetFeed(feed, this.#owners, signal));
     if (cfg.namespace_labels) feeds.push(runNamespaceFeed(feed, this.#namespaces, signal));
     for (const f of feeds) this.#runs.push(...f.runs);
@@ -178,7 +179,7 @@ export class K8sMetadataProcessor implements Processor {
     const sweepMs = Math.max(1000, Math.min(30_000, Math.floor(Math.min(cfg.deleted_ttl, cfg.negative_ttl) / 2)));
     this.#sweepTimer = setInterval(() => {
       this.cache.sweep();
-      this.#ctx.metrics.metaCacheSize.set(this.#labels, this.cache.size);
+      k8sMetadataMetrics(this.#ctx.metrics).cacheSize.set(this.#labels, this.cache.size);
     }, sweepMs);
     this.#sweepTimer.unref();
   }
@@ -247,7 +248,7 @@ export class K8sMetadataProcessor implements Processor {
       if (failure) failures.set(failure, (failures.get(failure) ?? 0) + 1);
       this.#enrich(job);
     }
-    for (const [reason, n] of failures) this.#ctx.metrics.metaEnrichFailures.inc({ ...this.#labels, reason }, n);
+    for (const [reason, n] of failures) k8sMetadataMetrics(this.#ctx.metrics).enrichFailures.inc({ ...this.#labels, reason }, n);
     if (failures.size > 0) this.#logFailures(failures);
     return records;
   }
@@ -277,7 +278,7 @@ export class K8sMetadataProcessor implements Processor {
     try {
       return extractRefs(record.doc);
     } catch {
-      this.#ctx.metrics.metaEnrichFailures.inc({ ...this.#labels, reason: 'unparsable' });
+      k8sMetadataMetrics(this.#ctx.metrics).enrichFailures.inc({ ...this.#labels, reason: 'unparsable' });
       return undefined;
     }
   }
@@ -321,7 +322,7 @@ export class K8sMetadataProcessor implements Processor {
   }
 
   #resolve(ref: PodRef): Resolution | Promise<Resolution> {
-    const m = this.#ctx.metrics.metaLookups;
+    const m = k8sMetadataMetrics(this.#ctx.metrics).lookups;
     const found = this.cache.lookup(ref.namespace, ref.name, ref.uid);
     if (found.kind === 'hit') {
       m.inc({ ...this.#labels, result: 'hit' });
@@ -343,7 +344,7 @@ export class K8sMetadataProcessor implements Processor {
   }
 
   async #get(client: KubeClient, ref: PodRef): Promise<Resolution> {
-    this.#ctx.metrics.metaApiRequests.inc({ ...this.#labels, verb: 'get' });
+    k8sMetadataMetrics(this.#ctx.metrics).apiRequests.inc({ ...this.#labels, verb: 'get' });
     try {
       const pod = await client.request<PodObject>({
         path: `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/pods/${encodeURIComponent(ref.name)}`,
@@ -353,7 +354,7 @@ export class K8sMetadataProcessor implements Processor {
         timeoutMs: this.#cfg.api_timeout,
       });
       const entry = this.cache.upsert(pod);
-      this.#ctx.metrics.metaCacheSize.set(this.#labels, this.cache.size);
+      k8sMetadataMetrics(this.#ctx.metrics).cacheSize.set(this.#labels, this.cache.size);
       if (entry === undefined) return 'api_error';
       if (ref.uid && entry.uid !== ref.uid) {
         // The name belongs to another incarnation now; the one asked about is gone.
@@ -391,6 +392,7 @@ export const k8sMetadataProcessor: ProcessorPlugin<typeof schema> = {
   type: 'k8s_metadata',
   description: 'Add pod metadata (labels, node, owner, annotations) for the pod acted on and the pod that acted, from a watch-fed cache.',
   schema,
+  metrics: k8sMetadataMetrics,
   create: (cfg, ctx) => new K8sMetadataProcessor(cfg, ctx),
   inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),
   // The pod list the cache starts with.

@@ -8,6 +8,7 @@ import { compileCondition, conditionSchema, type CompiledCondition } from '../fi
 import { ruleNameSchema } from '../filter/filter.ts';
 import { anyNeedle, parsePath, pathNeedle, visitPath, type FieldPath } from '../paths.ts';
 import { DEFAULT_REDACT_RULES, type RedactRuleConfig } from './default-rules.ts';
+import { redactMetrics } from './metrics.ts';
 
 /**
  * Removes or masks fields by path, optionally only when a condition holds.
@@ -117,7 +118,7 @@ export class RedactProcessor implements Processor {
       if (dropReason === undefined) kept.push(record);
       else dropped.set(dropReason, (dropped.get(dropReason) ?? 0) + 1);
     }
-    for (const [rule, n] of counts) this.#ctx.metrics.redactedFields.inc({ processor: this.#ctx.name, rule }, n);
+    for (const [rule, n] of counts) redactMetrics(this.#ctx.metrics).fields.inc({ processor: this.#ctx.name, rule }, n);
     for (const [reason, n] of dropped) this.#ctx.telemetry.discarded(reason, n);
     return kept;
   }
@@ -263,5 +264,6 @@ export const redactProcessor: ProcessorPlugin<typeof schema> = {
   type: 'redact',
   description: 'Remove or mask fields by path; removes Secret and TokenReview bodies and last-applied-configuration by default.',
   schema,
+  metrics: redactMetrics,
   create: (cfg, ctx) => new RedactProcessor(cfg, ctx),
 };

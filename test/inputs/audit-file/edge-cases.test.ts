@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, InProcessAgent, line, readSink, removeTmpDirs, tmpDir, waitFor, type SinkRecord } from './harness.ts';
+import { auditFileMetrics } from '../../../src/inputs/audit-file/metrics.ts';
 
 const running: InProcessAgent[] = [];
 afterEach(async () => {
@@ -21,7 +22,7 @@ interface Env {
   /** Waits until the sink holds `n` records. */
   waitSink(n: number, what?: string): Promise<SinkRecord[]>;
   deadLetters(): Array<{ reason: string; data: Buffer | null; record_id: string | null }>;
-  metric(name: keyof InProcessAgent['metrics'], labels?: Record<string, string>): Promise<number>;
+  metric(name: keyof ReturnType<typeof auditFileMetrics> | keyof InProcessAgent['metrics'], labels?: Record<string, string>): Promise<number>;
 }
 
 async function startAgent(input: Record<string, unknown> = {}, opts: { auditDir?: string } = {}): Promise<Env> {
@@ -43,7 +44,8 @@ async function startAgent(input: Record<string, unknown> = {}, opts: { auditDir?
     },
     deadLetters: () => agent.agent.spool.db.prepare('SELECT reason, data, record_id FROM dead_letters ORDER BY id').all() as Array<{ reason: string; data: Buffer | null; record_id: string | null }>,
     async metric(name, labels = {}) {
-      const m = agent.metrics[name] as { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
+      const own = auditFileMetrics(agent.metrics);
+      const m = (name in own ? own[name as keyof typeof own] : agent.metrics[name as keyof InProcessAgent['metrics']]) as { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
       const { values } = await m.get();
       return values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((s, v) => s + v.value, 0);
     },
@@ -69,7 +71,7 @@ describe('audit_file: edge cases', () => {
     // Looked at after its next write, the truncated file has other first bytes: a new file on the
     // same inode (the copy holds the old content), no truncation. A look between the truncation
     // and that write (under load) sees it shorter: one truncation. Either way nothing is lost or doubled.
-    expect(await env.metric('auditTruncations', { input: 'audit' })).toBeLessThanOrEqual(1);
+    expect(await env.metric('truncations', { input: 'audit' })).toBeLessThanOrEqual(1);
     await writer.close();
   });
 
@@ -87,7 +89,7 @@ describe('audit_file: edge cases', () => {
     await sleep(500);
     expect(env.sink().map((r) => r.id)).toEqual([...ids(0, 30), ...ids(1000, 1020)]);
     // Whether the filesystem reused the inode or not, the old file was read to its end: no gap.
-    expect(await env.metric('auditGapFiles')).toBe(0);
+    expect(await env.metric('gapFiles')).toBe(0);
     expect(typeof reused).toBe('boolean');
   });
 
@@ -129,7 +131,7 @@ describe('audit_file: edge cases', () => {
     expect(dl[0]!.reason).toMatch(/^oversize: line of \d+ bytes exceeds max_line_bytes 16777216/);
     expect(dl[0]!.record_id).toBe(`${auditId(2)}:ResponseComplete`);
     expect(huge.startsWith(dl[0]!.data!.toString('utf8'))).toBe(true);
-    expect(await env.metric('auditOversizeLines', { input: 'audit', action: 'dead_letter' })).toBe(1);
+    expect(await env.metric('oversizeLines', { input: 'audit', action: 'dead_letter' })).toBe(1);
     expect(await env.metric('deadLetters', { component_id: 'audit', reason: 'oversize' })).toBe(1);
     await writer.close();
   });
@@ -167,14 +169,14 @@ describe('audit_file: edge cases', () => {
         expect(dl[0]!.data).toEqual(Buffer.from('{"auditID": "broken", this is not json'));
         expect(dl[1]!.reason).toMatch(/no auditID/);
         expect(dl[0]!.record_id).toMatch(/^[0-9a-f]{16}:\d+$/);
-        expect(await env.metric('auditInvalidLines', { action: 'dead_letter' })).toBe(2);
+        expect(await env.metric('invalidLines', { action: 'dead_letter' })).toBe(2);
       } else {
         const got = await env.waitSink(4);
         expect(got[1]!.doc).toEqual({ message: '{"auditID": "broken", this is not json', ktrail_parse_error: expect.stringMatching(/^invalid JSON/) });
         expect(got[2]!.doc.ktrail_parse_error).toBe('no auditID');
         expect([got[0]!.id, got[3]!.id]).toEqual(ids(0, 2));
         expect(env.deadLetters()).toEqual([]);
-        expect(await env.metric('auditInvalidLines', { action: 'pass_raw' })).toBe(2);
+        expect(await env.metric('invalidLines', { action: 'pass_raw' })).toBe(2);
       }
       await writer.close();
     }

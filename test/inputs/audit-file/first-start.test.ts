@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, InProcessAgent, line, readSink, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
+import { auditFileMetrics } from '../../../src/inputs/audit-file/metrics.ts';
 
 const running: InProcessAgent[] = [];
 afterEach(async () => {
@@ -88,7 +89,7 @@ describe('audit_file: first start on a node with history', () => {
     // An old backup is known (skipped, not a gap) and its deletion is no gap either.
     fs.unlinkSync(path.join(auditDir, old[0]!));
     await sleep(700);
-    const gaps = await agent.metrics.auditGapFiles.get();
+    const gaps = await auditFileMetrics(agent.metrics).gapFiles.get();
     expect(gaps.values.reduce((s, v) => s + v.value, 0)).toBe(0);
   });
 

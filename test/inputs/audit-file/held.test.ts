@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, Gate, InProcessAgent, line, readSink, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
+import { auditFileMetrics } from '../../../src/inputs/audit-file/metrics.ts';
 
 /**
  * Files held from first sight (issue #12): a backup deleted before the input
@@ -18,8 +19,8 @@ afterEach(async () => {
   removeTmpDirs();
 });
 
-async function metric(a: InProcessAgent, name: keyof InProcessAgent['metrics'], labels: Record<string, string> = {}): Promise<number> {
-  const m = a.metrics[name] as { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
+async function metric(a: InProcessAgent, name: keyof ReturnType<typeof auditFileMetrics>, labels: Record<string, string> = {}): Promise<number> {
+  const m = auditFileMetrics(a.metrics)[name] as { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> };
   const { values } = await m.get();
   return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);
 }
@@ -65,7 +66,7 @@ describe('audit_file: files held from first sight', () => {
     await waitFor(() => readSink(outFile).length >= written.length, 10_000, 'every record at the sink');
     await sleep(300);
     expect(readSink(outFile).map((r) => r.id)).toEqual(written);
-    expect(await metric(agent, 'auditGapFiles')).toBe(0);
+    expect(await metric(agent, 'gapFiles')).toBe(0);
   });
 
   it('a backup that lives 200 ms between rename and deletion is read completely, with no gap', async () => {
@@ -98,8 +99,8 @@ describe('audit_file: files held from first sight', () => {
     await waitFor(() => readSink(outFile).length >= written.length, 15_000, 'every record at the sink');
     await sleep(300);
     expect(readSink(outFile).map((r) => r.id)).toEqual(written);
-    expect(await metric(agent, 'auditGapFiles')).toBe(0);
-    expect(await metric(agent, 'auditGapBytes')).toBe(0);
+    expect(await metric(agent, 'gapFiles')).toBe(0);
+    expect(await metric(agent, 'gapBytes')).toBe(0);
     await writer.close();
   });
 
@@ -118,8 +119,8 @@ describe('audit_file: files held from first sight', () => {
       await sleep(30);
     }
     await write(1);
-    await waitFor(async () => (await metric(agent, 'auditFilesNotHeld')) > 0, 10_000, 'a file not held');
-    expect(await metric(agent, 'auditOpenFiles')).toBeLessThanOrEqual(4);
+    await waitFor(async () => (await metric(agent, 'filesNotHeld')) > 0, 10_000, 'a file not held');
+    expect(await metric(agent, 'openFiles')).toBeLessThanOrEqual(4);
     // Every backup deleted while the reader waits: the held ones are still read, the others are gaps.
     const backups = fs
       .readdirSync(auditDir)
@@ -130,18 +131,18 @@ describe('audit_file: files held from first sight', () => {
       });
     for (const f of fs.readdirSync(auditDir)) if (f !== 'audit.log') fs.rmSync(path.join(auditDir, f));
     gate.open();
-    await waitFor(async () => (await metric(agent, 'auditGapFiles')) > 0, 15_000, 'a gap reported');
+    await waitFor(async () => (await metric(agent, 'gapFiles')) > 0, 15_000, 'a gap reported');
     await sleep(1500);
     const got = new Set(readSink(outFile).map((r) => r.id));
     const lost = backups.filter((b) => !b.ids.some((id) => got.has(id)));
     // Each backup arrived whole or is a gap of exactly its size; only files not held can be lost.
     for (const b of backups) expect(b.ids.every((id) => got.has(id)) || !b.ids.some((id) => got.has(id))).toBe(true);
     expect(lost.length).toBeGreaterThan(0);
-    expect(lost.length).toBeLessThanOrEqual(await metric(agent, 'auditFilesNotHeld'));
-    expect(await metric(agent, 'auditGapFiles', { reason: 'deleted' })).toBe(lost.length);
+    expect(lost.length).toBeLessThanOrEqual(await metric(agent, 'filesNotHeld'));
+    expect(await metric(agent, 'gapFiles', { reason: 'deleted' })).toBe(lost.length);
     // A file never seen under its backup name was last seen smaller: its bytes are a lower bound.
-    expect(await metric(agent, 'auditGapBytes', { reason: 'deleted' })).toBeLessThanOrEqual(lost.reduce((s, b) => s + b.bytes, 0));
-    expect(await metric(agent, 'auditGapBytes', { reason: 'deleted' })).toBeGreaterThan(0);
+    expect(await metric(agent, 'gapBytes', { reason: 'deleted' })).toBeLessThanOrEqual(lost.reduce((s, b) => s + b.bytes, 0));
+    expect(await metric(agent, 'gapBytes', { reason: 'deleted' })).toBeGreaterThan(0);
     expect(agent.logText()).toContain('max_open_files reached');
     await writer.close();
   });
