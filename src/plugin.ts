@@ -6,6 +6,7 @@ import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
 import type { DeadLetterEntry } from './spool/dead-letter.ts';
 import type { MigrationStep } from './spool/migrations.ts';
 import type { ComponentTelemetry, Metrics } from './telemetry/metrics.ts';
+import type { LogEventCatalog } from './telemetry/log-events.ts';
 import type { Logger } from './telemetry/logger.ts';
 
 /**
@@ -207,6 +208,8 @@ interface PluginBase<S extends AnyObjectSchema> {
    * generator, which lists every plugin's.
    */
   metrics?(metrics: Metrics): unknown;
+  /** The named log lines of the plugin (its `telemetry.ts`, made with `logEvents`), for docs/logs.md. */
+  logEvents?: LogEventCatalog;
   /** `ktrail check`: findings beyond the schema (see CheckFindings). */
   inspect?(config: z.output<S>, ctx: CheckContext): CheckFindings | Promise<CheckFindings>;
   /** `ktrail check --connect`: try the destination like a health check. */

@@ -74,3 +74,14 @@ export async function renderMetricsReference(): Promise<string> {
   }
   return lines.join('\n');
 }
+
+/** The named log lines of every plugin, for docs/logs.md. */
+export function renderLogEventsReference(): string {
+  const lines = ['| event | level | meaning |', '|---|---|---|'];
+  for (const p of allPlugins()) {
+    const c = p.logEvents;
+    if (!c) continue;
+    for (const [name, spec] of Object.entries(c.events)) lines.push(`| \`${c.plugin}.${name}\` | ${spec.level} | ${spec.help.replace(/\|/g, '\\|')} |`);
+  }
+  return lines.join('\n');
+}

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderMetricsReference, renderOptionReference, replaceGenerated } from '../../src/config/reference.ts';
+import { renderLogEventsReference, renderMetricsReference, renderOptionReference, replaceGenerated } from '../../src/config/reference.ts';
 import { allPlugins } from '../../src/registry.ts';
 
 const plugins = allPlugins();
@@ -18,6 +18,11 @@ describe('docs stay true to the code', () => {
   it('docs/metrics.md lists every metric (run `npm run docs` after adding one)', async () => {
     const doc = read('docs/metrics.md');
     expect(replaceGenerated(doc, await renderMetricsReference())).toBe(doc);
+  });
+
+  it('docs/logs.md lists every named log event (run `npm run docs` after adding one)', () => {
+    const doc = read('docs/logs.md');
+    expect(replaceGenerated(doc, renderLogEventsReference())).toBe(doc);
   });
 
   it('every registered plugin has its own page', () => {

@@ -207,7 +207,7 @@ describe('file output: a torn last line left by a killed process', () => {
       const whole = before.slice(0, before.lastIndexOf('\n') + 1);
       expect(fs.readFileSync(file, 'utf8')).toBe(whole + lines(10, 2));
       for (const l of fs.readFileSync(file, 'utf8').trimEnd().split('\n')) expect(() => JSON.parse(l)).not.toThrow();
-      expect(warnings).toEqual([{ path: file, bytes: Buffer.byteLength(before) - Buffer.byteLength(whole) }]);
+      expect(warnings).toEqual([{ event: 'file.torn_line_cut', path: file, bytes: Buffer.byteLength(before) - Buffer.byteLength(whole) }]);
     });
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allMetrics } from '../../src/config/reference.ts';
-import { auditFileMetrics } from '../../src/inputs/audit-file/metrics.ts';
+import { auditFileEvent, auditFileMetrics } from '../../src/inputs/audit-file/telemetry.ts';
 import { allPlugins } from '../../src/registry.ts';
 import { createMetrics, pluginMetrics } from '../../src/telemetry/metrics.ts';
 
@@ -40,5 +40,20 @@ describe('plugin metrics', () => {
       expect(added, p.type).toBeGreaterThan(0);
     }
     expect(names).toEqual(expect.arrayContaining(['ktrail_audit_file_gap_files_total', 'ktrail_k8s_events_leader', 'ktrail_redact_fields_total', 'ktrail_output_duplicates_total']));
+  });
+});
+
+describe('plugin log events', () => {
+  it('are named <plugin>.<event>, and every plugin names only its own', () => {
+    for (const p of allPlugins()) {
+      if (!p.logEvents) continue;
+      expect(p.logEvents.plugin).toBe(p.type);
+      for (const [name, spec] of Object.entries(p.logEvents.events)) {
+        expect(name).toMatch(/^[a-z][a-z0-9_]*$/);
+        expect(['info', 'warn', 'error']).toContain(spec.level);
+        expect(spec.help.length).toBeGreaterThan(20);
+      }
+    }
+    expect(auditFileEvent.gap).toBe('audit_file.gap');
   });
 });

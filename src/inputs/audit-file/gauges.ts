@@ -1,6 +1,6 @@
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { TrackedFile } from './tracker.ts';
-import { auditFileMetrics } from './metrics.ts';
+import { auditFileMetrics } from './telemetry.ts';
 
 /**
  * The input's per-file gauges: lag (size minus offset) labelled by the file's

@@ -10,7 +10,7 @@ import { removedGaps, reportReconcile, unseenRotations } from './report.ts';
 import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
 import { StreamReader, type StreamHost } from './stream.ts';
 import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
-import { auditFileMetrics } from './metrics.ts';
+import { auditFileEvent, auditFileMetrics } from './telemetry.ts';
 
 /**
  * The audit_file input at run time: a rescan loop that keeps the tracker in
@@ -211,7 +211,7 @@ export class AuditFileInput implements Input {
     for (const d of scan.missingDirs) {
       if (this.#reportedMissingDirs.has(d)) continue;
       this.#reportedMissingDirs.add(d);
-      this.#ctx.log.info({ dir: d }, 'audit log directory does not exist (yet); looking again on every rescan');
+      this.#ctx.log.info({ event: auditFileEvent.dir_missing, dir: d }, 'audit log directory does not exist (yet); looking again on every rescan');
     }
     for (const d of this.#reportedMissingDirs) if (!scan.missingDirs.includes(d)) this.#reportedMissingDirs.delete(d);
     if (scan.errors.length === 0) {
@@ -227,13 +227,13 @@ export class AuditFileInput implements Input {
     this.#failures++;
     this.#ctx.telemetry.error('read_error');
     if (detail !== this.#lastFailure || this.#failures === UNHEALTHY_AFTER) {
-      this.#ctx.log.error({ failures: this.#failures }, detail);
+      this.#ctx.log.error({ event: auditFileEvent.read_error, failures: this.#failures }, detail);
     }
     this.#lastFailure = detail;
   }
 
   #recover(): void {
-    this.#ctx.log.info({ after: this.#failures }, 'audit_file input recovered');
+    this.#ctx.log.info({ event: auditFileEvent.recovered, after: this.#failures }, 'audit_file input recovered');
     this.#failures = 0;
     this.#lastFailure = undefined;
   }
@@ -280,7 +280,7 @@ export class AuditFileInput implements Input {
       f.notHeld = true;
       auditFileMetrics(this.#ctx.metrics).filesNotHeld.inc({ input: this.#name });
       this.#ctx.log.warn(
-        { file: f.path, maxOpenFiles: this.#held.max, open: this.#held.open },
+        { event: auditFileEvent.not_held, file: f.path, maxOpenFiles: this.#held.max, open: this.#held.open },
         'max_open_files reached: this file is tracked by name only; if it is deleted before it is read, its unread part is a gap',
       );
     }

@@ -6,6 +6,7 @@ import { contentId, fingerprintOf, FINGERPRINT_MAX_BYTES } from './identity.ts';
 import { isBlank, parseAuditLine, sniffOversize } from './parse.ts';
 import type { LineHandler, OversizeLine } from './reader.ts';
 import type { TrackedFile } from './tracker.ts';
+import { auditFileEvent } from './telemetry.ts';
 
 /**
  * What one read chunk of a file became: every complete line is a record, a
@@ -82,7 +83,7 @@ export function lineHandler(f: TrackedFile, batch: Batch, input: string, cfg: Li
           ...(sniffed.id !== undefined ? { auditID: sniffed.id.slice(0, sniffed.id.lastIndexOf(':')), stage: sniffed.id.slice(sniffed.id.lastIndexOf(':') + 1) } : {}),
         };
         batch.records.push(new LogRecord({ id, timeMs: sniffed.timeMs ?? nowMs, input, raw: JSON.stringify(doc), doc, unparsed: { text: head, partial: true } }));
-        log.warn({ file: f.path, offset: o.offset, bytes: o.bytes, maxLineBytes: cfg.max_line_bytes, action: cfg.on_oversize, id }, 'oversize audit line');
+        log.warn({ event: auditFileEvent.oversize_truncated, file: f.path, offset: o.offset, bytes: o.bytes, maxLineBytes: cfg.max_line_bytes, action: cfg.on_oversize, id }, 'oversize audit line');
       } else {
         // Logged (rate-limited) with every other dead letter by the pipeline.
         batch.deadLetters.push({ code: 'oversize', reason, data: o.head, partial: true, recordId: id, source: { file: f.path, offset: o.offset, length: o.bytes } });

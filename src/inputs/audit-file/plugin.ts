@@ -6,7 +6,7 @@ import { describeCheckpoints } from './checkpoints.ts';
 import { DEFAULT_MAX_OPEN_FILES, earlyKey, openAuditFiles, type EarlyFiles } from './early.ts';
 import { AuditFileInput } from './input.ts';
 import { pathPatternProblem } from './scan.ts';
-import { auditFileMetrics } from './metrics.ts';
+import { auditFileEvent, auditFileLogEvents, auditFileMetrics } from './telemetry.ts';
 
 /**
  * `audit_file`: tails the kube-apiserver audit log (`--audit-log-path`) and
@@ -80,6 +80,7 @@ export const auditFileInput: InputPlugin<typeof schema> = {
   description: 'Tails the kube-apiserver audit log and its rotated (and gzipped) backups.',
   schema,
   metrics: auditFileMetrics,
+  logEvents: auditFileLogEvents,
   create: (cfg, ctx) => new AuditFileInput(cfg, ctx),
   // The first thing `ktrail run` does: open (and hold) every file the paths match.
   prepare: async (cfg, log, early) => {
@@ -91,6 +92,7 @@ export const auditFileInput: InputPlugin<typeof schema> = {
     const prepared = e ?? { ...(await openAuditFiles(cfg)), openAtMs: performance.now() };
     log.info(
       {
+        event: auditFileEvent.files_open,
         files: prepared.held.open,
         matched: prepared.scan.files.length,
         missingDirs: prepared.scan.missingDirs,

@@ -5,7 +5,7 @@ import type { FileGauges } from './gauges.ts';
 import type { HeldFiles } from './held.ts';
 import { readGzipHead, readHead, streamPlace } from './identity.ts';
 import type { ReconcileResult, TrackedFile, Tracker } from './tracker.ts';
-import { auditFileMetrics } from './metrics.ts';
+import { auditFileEvent, auditFileMetrics } from './telemetry.ts';
 
 /**
  * What a rescan found that an operator must hear about: rotations,
@@ -23,19 +23,19 @@ export function reportReconcile(r: ReconcileResult, { metrics, log }: Reporting,
   for (const { old, path } of r.replaced) {
     if (old.detachReason === 'truncated') {
       auditFileMetrics(metrics).truncations.inc({ input });
-      log.warn({ file: path, offset: old.offset, size: old.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
+      log.warn({ event: auditFileEvent.truncated, file: path, offset: old.offset, size: old.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
     } else {
       log.debug({ file: path, previous: old.path }, 'inode reused by another file');
     }
   }
-  for (const f of r.skipped) log.info({ file: f.path, offset: f.offset }, 'file seen for the first time skipped to its end (start_at: end / ignore_older)');
+  for (const f of r.skipped) log.info({ event: auditFileEvent.skipped, file: f.path, offset: f.offset }, 'file seen for the first time skipped to its end (start_at: end / ignore_older)');
   for (const { file, gapBytes, reason, endUnknown } of r.removed) {
     gauges.dropLag(file);
     if (gapBytes <= 0 && !endUnknown) continue;
     auditFileMetrics(metrics).gapBytes.inc({ input, reason }, gapBytes);
     auditFileMetrics(metrics).gapFiles.inc({ input, reason });
     log.warn(
-      { file: file.path, lostBytes: gapBytes, atLeast: endUnknown || undefined, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
+      { event: auditFileEvent.gap, file: file.path, lostBytes: gapBytes, atLeast: endUnknown || undefined, offset: file.offset, size: file.size, reason, notHeld: file.notHeld || undefined },
       reason === 'truncated'
         ? `gap: ${file.path} was truncated before it was read to the end; ${gapBytes} bytes lost`
         : endUnknown
@@ -91,7 +91,7 @@ export async function unseenRotations(loadedRows: readonly CheckpointRow[], trac
     auditFileMetrics(metrics).gapFiles.inc({ input, reason: 'rotated_unseen' }, estimate);
     auditFileMetrics(metrics).gapSeconds.inc({ input }, (toMs - fromMs) / 1000);
     log.warn(
-      { stream: key, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), estimatedFiles: estimate, oldestPresent: oldest.path },
+      { event: auditFileEvent.gap, reason: 'rotated_unseen', stream: key, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), estimatedFiles: estimate, oldestPresent: oldest.path },
       `gap: audit log of ${key} from ${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()} was rotated away while ktrail was not reading it (about ${estimate} file(s)); reading resumes at ${oldest.path}`,
     );
     out.push({ reason: 'rotated_unseen', file: key, fromMs, toMs, files: estimate });

@@ -11,7 +11,7 @@ import { lineHandler, newBatch, type Batch } from './lines.ts';
 import { pickNext } from './pick.ts';
 import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandler } from './reader.ts';
 import type { TrackedFile, Tracker } from './tracker.ts';
-import { auditFileMetrics } from './metrics.ts';
+import { auditFileEvent, auditFileMetrics } from './telemetry.ts';
 
 /** Chunks one reader turn may read before the stream's order is looked at again. */
 const TURN_CHUNKS = 16;
@@ -229,7 +229,7 @@ export class StreamReader {
     const truncated = change === 'truncated' && (open.reads > 0 || f.offset > 0);
     if (truncated) {
       auditFileMetrics(ctx.metrics).truncations.inc({ input: ctx.name });
-      ctx.log.warn({ file: f.path, offset: f.offset, size: f.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
+      ctx.log.warn({ event: auditFileEvent.truncated, file: f.path, offset: f.offset, size: f.size }, 'file truncated (shorter than the offset, or its first bytes changed); reading it again from offset 0');
     }
     tracker.detach(f, truncated ? 'truncated' : 'deleted');
     this.#h.wakeScan();
@@ -240,7 +240,7 @@ export class StreamReader {
     const { source } = open;
     if (source instanceof GzipSource) {
       if (source.shortBy > 0) {
-        this.#h.ctx.log.warn({ file: f.path, offset: f.offset, shortBy: source.shortBy }, '.gz is shorter than the checkpoint inside it; nothing left to read');
+        this.#h.ctx.log.warn({ event: auditFileEvent.gz_short, file: f.path, offset: f.offset, shortBy: source.shortBy }, '.gz is shorter than the checkpoint inside it; nothing left to read');
       }
       splitter.flushPartial(handler);
       const end = Math.max(splitter.committedOffset, f.offset);

@@ -10,7 +10,7 @@ import type { EmitBatch, Input, InputContext, InputDeadLetter } from '../../plug
 import { rememberSecret } from '../../telemetry/scrub.ts';
 import { parseAuditLine } from '../audit-file/parse.ts';
 import type { AuditWebhookConfig } from './plugin.ts';
-import { auditWebhookMetrics } from './metrics.ts';
+import { auditWebhookEvent, auditWebhookMetrics } from './telemetry.ts';
 
 /**
  * The audit_webhook server. One request = one EventList = one emit (one spool
@@ -87,9 +87,9 @@ export class AuditWebhookInput implements Input {
         resolve();
       });
     });
-    server.on('error', (err) => this.#ctx.log.error({ err }, 'audit webhook server error'));
+    server.on('error', (err) => this.#ctx.log.error({ event: auditWebhookEvent.server_error, err }, 'audit webhook server error'));
     const a = server.address() as AddressInfo;
-    this.#ctx.log.info({ address: a.address, port: a.port, tls: this.#cfg.tls.enabled, mtls: this.#files.ca !== undefined, token: this.#files.token !== undefined, path: this.#cfg.path }, 'audit webhook listening');
+    this.#ctx.log.info({ event: auditWebhookEvent.listening, address: a.address, port: a.port, tls: this.#cfg.tls.enabled, mtls: this.#files.ca !== undefined, token: this.#files.token !== undefined, path: this.#cfg.path }, 'audit webhook listening');
     this.#reloadTimer = setInterval(() => this.#reload(), this.#cfg.tls.reload_interval);
     this.#reloadTimer.unref();
   }
@@ -114,7 +114,7 @@ export class AuditWebhookInput implements Input {
     while (this.#inFlight.size > 0) await Promise.allSettled(this.#inFlight);
     server.closeAllConnections();
     await closed;
-    this.#ctx.log.info({}, 'audit webhook stopped');
+    this.#ctx.log.info({ event: auditWebhookEvent.stopped }, 'audit webhook stopped');
   }
 
   #track(p: Promise<void>): void {
@@ -143,7 +143,7 @@ export class AuditWebhookInput implements Input {
         data = fs.readFileSync(file);
       } catch (err) {
         if (first) throw new KtrailError(ErrorCode.SECRET_READ, `inputs.${this.#ctx.name}: cannot read ${file}: ${(err as Error).message}`);
-        this.#logLimited('reload', 'warn', { file, err: (err as Error).message }, 'audit webhook: cannot re-read file; keeping the previous content');
+        this.#logLimited('reload', 'warn', { event: auditWebhookEvent.reload_failed, file, err: (err as Error).message }, 'audit webhook: cannot re-read file; keeping the previous content');
         continue;
       }
       this.#mtimes.set(file, st.mtimeMs);
@@ -172,15 +172,15 @@ export class AuditWebhookInput implements Input {
     if (tlsChanged && server instanceof https.Server) {
       try {
         server.setSecureContext({ cert: f.cert, key: f.key, ca: f.ca });
-        this.#ctx.log.info({}, 'audit webhook: serving certificate / client CA reloaded');
+        this.#ctx.log.info({ event: auditWebhookEvent.reloaded }, 'audit webhook: serving certificate / client CA reloaded');
       } catch (err) {
         // A cert and key caught mid-rotation (one written, not the other): try again next time.
         this.#mtimes.clear();
         this.#files = before;
-        this.#logLimited('reload', 'warn', { err: (err as Error).message }, 'audit webhook: new certificate files do not load; keeping the previous ones');
+        this.#logLimited('reload', 'warn', { event: auditWebhookEvent.reload_failed, err: (err as Error).message }, 'audit webhook: new certificate files do not load; keeping the previous ones');
       }
     }
-    if (f.token !== before.token) this.#ctx.log.info({}, 'audit webhook: bearer token reloaded');
+    if (f.token !== before.token) this.#ctx.log.info({ event: auditWebhookEvent.reloaded }, 'audit webhook: bearer token reloaded');
   }
 
   #logLimited(key: string, level: 'warn' | 'info', obj: Record<string, unknown>, msg: string): void {
@@ -201,7 +201,7 @@ export class AuditWebhookInput implements Input {
     if (f.ca !== undefined) {
       const sock = req.socket as TLSSocket;
       if (!sock.authorized) {
-        this.#logLimited('auth403', 'warn', { remote: req.socket.remoteAddress, reason: sock.authorizationError?.toString() ?? 'no client certificate' }, 'audit webhook: client certificate rejected');
+        this.#logLimited('auth403', 'warn', { event: auditWebhookEvent.auth_failed, remote: req.socket.remoteAddress, reason: sock.authorizationError?.toString() ?? 'no client certificate' }, 'audit webhook: client certificate rejected');
         return { status: 403, body: 'client certificate required\n' };
       }
     }
@@ -212,7 +212,7 @@ export class AuditWebhookInput implements Input {
       // Hashes have equal length, so the comparison time says nothing about the token.
       const ok = m !== null && timingSafeEqual(sha256(given), sha256(f.token));
       if (!ok) {
-        this.#logLimited('auth401', 'warn', { remote: req.socket.remoteAddress, hadToken: m !== null }, 'audit webhook: missing or wrong bearer token');
+        this.#logLimited('auth401', 'warn', { event: auditWebhookEvent.auth_failed, remote: req.socket.remoteAddress, hadToken: m !== null }, 'audit webhook: missing or wrong bearer token');
         return { status: 401, headers: { 'www-authenticate': 'Bearer' }, body: 'unauthorized\n' };
       }
     }
@@ -229,7 +229,7 @@ export class AuditWebhookInput implements Input {
     try {
       out = await this.#route(req, startMs);
     } catch (err) {
-      this.#logLimited('error', 'warn', { err: (err as Error).message }, 'audit webhook: request failed');
+      this.#logLimited('error', 'warn', { event: auditWebhookEvent.request_failed, err: (err as Error).message }, 'audit webhook: request failed');
       out = { status: 500, body: 'internal error\n' };
     } finally {
       this.#active--;
@@ -273,7 +273,7 @@ export class AuditWebhookInput implements Input {
     if (body === 'oversize') {
       auditWebhookMetrics(this.#ctx.metrics).badRequests.inc({ input, reason: 'oversize' });
       this.#ctx.telemetry.discarded('oversize', 1);
-      this.#logLimited('oversize', 'warn', { remote: req.socket.remoteAddress, maxBodyBytes: this.#cfg.max_body_bytes, contentLength: req.headers['content-length'] }, 'audit webhook: body over max_body_bytes refused (413); the apiserver drops it after its retries');
+      this.#logLimited('oversize', 'warn', { event: auditWebhookEvent.oversize, remote: req.socket.remoteAddress, maxBodyBytes: this.#cfg.max_body_bytes, contentLength: req.headers['content-length'] }, 'audit webhook: body over max_body_bytes refused (413); the apiserver drops it after its retries');
       auditWebhookMetrics(this.#ctx.metrics).batchesAtRisk.inc({ input, reason: 'oversize' });
       return { status: 413, body: 'body over max_body_bytes\n', headers: { connection: 'close' } };
     }
@@ -303,7 +303,7 @@ export class AuditWebhookInput implements Input {
   #refuse(reason: string, status: number): Outcome {
     const input = this.#ctx.name;
     auditWebhookMetrics(this.#ctx.metrics).batchesAtRisk.inc({ input, reason });
-    this.#logLimited(`refuse-${reason}`, 'warn', { reason, status }, 'audit webhook: batch refused; the apiserver retries it (5 attempts in all) and then drops it');
+    this.#logLimited(`refuse-${reason}`, 'warn', { event: auditWebhookEvent.refused, reason, status }, 'audit webhook: batch refused; the apiserver retries it (5 attempts in all) and then drops it');
     return { status, headers: { 'retry-after': String(Math.ceil(this.#cfg.retry_after / 1000)) }, body: `${reason}\n` };
   }
 
@@ -352,7 +352,7 @@ export class AuditWebhookInput implements Input {
     const whole = (code: string, why: string): EmitBatch => {
       auditWebhookMetrics(metrics).badRequests.inc({ input, reason: code });
       telemetry.discarded(code, 1);
-      this.#logLimited(`bad-${code}`, 'warn', { reason: why, bytes: body.length, remote }, 'audit webhook: body is not an EventList; stored whole as a dead letter');
+      this.#logLimited(`bad-${code}`, 'warn', { event: auditWebhookEvent.bad_body, reason: why, bytes: body.length, remote }, 'audit webhook: body is not an EventList; stored whole as a dead letter');
       // Logged (rate-limited) and redact-checked with every other dead letter by the pipeline.
       return { records: [], deadLetters: [{ code, reason: `${code}: ${why} (${body.length} bytes from ${remote})`, data: body, recordId: bodyId, source: source(body.length) }] };
     };
@@ -386,7 +386,7 @@ export class AuditWebhookInput implements Input {
     if (invalid > 0) {
       auditWebhookMetrics(metrics).badRequests.inc({ input, reason: 'invalid_event' }, invalid);
       telemetry.discarded('invalid_event', invalid);
-      this.#logLimited('bad-invalid_event', 'warn', { invalid, items: items.length, remote }, 'audit webhook: events without auditID/stage dead-lettered; the rest accepted');
+      this.#logLimited('bad-invalid_event', 'warn', { event: auditWebhookEvent.invalid_events, invalid, items: items.length, remote }, 'audit webhook: events without auditID/stage dead-lettered; the rest accepted');
     }
     return { records, deadLetters: deadLetters.length > 0 ? deadLetters : undefined };
   }

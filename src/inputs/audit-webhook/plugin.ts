@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { duration, size } from '../../config/units.ts';
 import type { InputPlugin } from '../../plugin.ts';
 import { AuditWebhookInput } from './input.ts';
-import { auditWebhookMetrics } from './metrics.ts';
+import { auditWebhookLogEvents, auditWebhookMetrics } from './telemetry.ts';
 
 /**
  * `audit_webhook`: an HTTPS server for kube-apiserver's audit webhook backend
@@ -75,6 +75,7 @@ export const auditWebhookInput: InputPlugin<typeof schema> = {
   description: "Receives kube-apiserver's audit webhook (EventList POSTs over HTTPS) and answers 2xx after the spool commit.",
   schema,
   metrics: auditWebhookMetrics,
+  logEvents: auditWebhookLogEvents,
   create: (cfg, ctx) => new AuditWebhookInput(cfg, ctx),
   inspect: (cfg) => ({
     warnings: cfg.tls.client_ca_file === undefined && cfg.bearer_token_file === undefined && !cfg.allow_unauthenticated ? ['audit_webhook: neither tls.client_ca_file nor bearer_token_file is set; the input refuses to start (set allow_unauthenticated: true to accept anyone)'] : [],

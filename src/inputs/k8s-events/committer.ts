@@ -2,7 +2,7 @@ import type { InputContext, InputDeadLetter } from '../../plugin.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
 import { isNewVersion, toRecord, type EventApi, type EventObject } from './convert.ts';
 import type { EventsState, SeenEntry } from './state.ts';
-import { k8sEventsMetrics } from './metrics.ts';
+import { k8sEventsMetrics } from './telemetry.ts';
 
 /**
  * Turns event objects into records and commits them — with the seen-set rows

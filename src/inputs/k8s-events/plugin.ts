@@ -12,7 +12,7 @@ import { DeliveredMirror } from './delivered.ts';
 import { adoptMirror, createElector } from './leader.ts';
 import { ALL_NAMESPACES, describeEventsState, EventsState, STATE_MIGRATIONS, STATE_OWNER } from './state.ts';
 import { isConfigError, ScopeWatcher } from './watcher.ts';
-import { k8sEventsMetrics } from './metrics.ts';
+import { k8sEventsEvent, k8sEventsLogEvents, k8sEventsMetrics } from './telemetry.ts';
 
 /**
  * `k8s_events`: Kubernetes Events from the API (list + watch, or poll), each
@@ -125,10 +125,10 @@ class K8sEventsInput implements Input {
     const state = new EventsState(ctx.state.db, ctx.name);
     this.#state = state;
     const conn = loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context });
-    for (const w of conn.warnings ?? []) ctx.log.warn({ kubeconfig: conn.origin }, w);
+    for (const w of conn.warnings ?? []) ctx.log.warn({ event: k8sEventsEvent.kubeconfig_warning, kubeconfig: conn.origin }, w);
     this.#client = new KubeClient(conn, { requestTimeoutMs: cfg.request_timeout });
     ctx.log.info(
-      { server: conn.server, source: conn.source, mode: cfg.mode, api: cfg.api, namespaces: cfg.namespaces.length ? cfg.namespaces : 'all', leaderElection: cfg.leader_election.enabled },
+      { event: k8sEventsEvent.starting, server: conn.server, source: conn.source, mode: cfg.mode, api: cfg.api, namespaces: cfg.namespaces.length ? cfg.namespaces : 'all', leaderElection: cfg.leader_election.enabled },
       'k8s_events input starting',
     );
     this.#seenSize = state.size();
@@ -153,7 +153,7 @@ class K8sEventsInput implements Input {
         const adopted = adoptMirror(lease, state);
         const delivered = new DeliveredMirror(ctx.state.db, ctx.name, state, adopted.mirror);
         this.#delivered = delivered;
-        ctx.log.info({ lease: elector.path, identity: elector.identity, mirror: adopted.found, cursorsAdopted: adopted.scopes }, 'leading: starting the events collector');
+        ctx.log.info({ event: k8sEventsEvent.leading, lease: elector.path, identity: elector.identity, mirror: adopted.found, cursorsAdopted: adopted.scopes }, 'leading: starting the events collector');
         this.#seenSize = state.size();
         k8sEventsMetrics(ctx.metrics).leader.set(this.#labels, 1);
         try {
@@ -180,7 +180,7 @@ class K8sEventsInput implements Input {
         if (signal.aborted) return;
         // A collector that ran for a while before failing starts over from a short pause.
         failures = Date.now() - startedMs >= 60_000 ? 1 : failures + 1;
-        this.#ctx.log.error({ err: errorMessage(err) }, 'events collector failed; restarting it');
+        this.#ctx.log.error({ event: k8sEventsEvent.failed, err: errorMessage(err) }, 'events collector failed; restarting it');
         await sleep(Math.min(this.#cfg.backoff.max, this.#cfg.backoff.initial * 2 ** Math.min(failures, 10)), signal);
       }
     }
@@ -263,7 +263,7 @@ class K8sEventsInput implements Input {
         const flushed = await committer.flush().then(
           () => true,
           (err: unknown) => {
-            if (!(err instanceof LeadershipLost)) ctx.log.error({ err: errorMessage(err) }, 'final commit failed');
+            if (!(err instanceof LeadershipLost)) ctx.log.error({ event: k8sEventsEvent.final_commit_failed, err: errorMessage(err) }, 'final commit failed');
             return false;
           },
         );
@@ -275,7 +275,7 @@ class K8sEventsInput implements Input {
       this.#active = false;
     }
     if (fatal instanceof LeadershipLost) {
-      ctx.log.warn('leadership lost before a commit; the next leader reads those events again');
+      ctx.log.warn({ event: k8sEventsEvent.leadership_lost }, 'leadership lost before a commit; the next leader reads those events again');
       return;
     }
     if (fatal !== undefined && !signal.aborted) throw fatal;
@@ -294,7 +294,7 @@ class K8sEventsInput implements Input {
     while (!delivered.caughtUp()) {
       const now = Date.now();
       if (now - startMs >= le.handover_wait) {
-        this.#ctx.log.warn({ waitedMs: now - startMs }, 'handover_wait over with records not yet acknowledged; the next leader re-emits them');
+        this.#ctx.log.warn({ event: k8sEventsEvent.handover_timeout, waitedMs: now - startMs }, 'handover_wait over with records not yet acknowledged; the next leader re-emits them');
         return;
       }
       if (now - syncedMs >= le.retry_period) {
@@ -303,7 +303,7 @@ class K8sEventsInput implements Input {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    this.#ctx.log.info({ waitedMs: Date.now() - startMs }, 'everything committed is acknowledged; handing the Lease over');
+    this.#ctx.log.info({ event: k8sEventsEvent.handover, waitedMs: Date.now() - startMs }, 'everything committed is acknowledged; handing the Lease over');
   }
 
   #prune(): void {
@@ -348,7 +348,7 @@ class K8sEventsInput implements Input {
     try {
       await this.#running;
     } catch (err) {
-      this.#ctx.log.error({ err: errorMessage(err) }, 'events input ended with an error');
+      this.#ctx.log.error({ event: k8sEventsEvent.ended_with_error, err: errorMessage(err) }, 'events input ended with an error');
     }
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
@@ -362,6 +362,7 @@ export const k8sEventsInput: InputPlugin<typeof schema> = {
   description: 'Kubernetes Events from the API (list + watch or poll): each new event version once, with leader election.',
   schema,
   metrics: k8sEventsMetrics,
+  logEvents: k8sEventsLogEvents,
   create: (cfg, ctx) => new K8sEventsInput(cfg, ctx),
   describeState: describeEventsState,
   inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),

@@ -7,7 +7,7 @@ import { ListWatch, type ListPage, type ListReason, type WatchBatch } from '../.
 import type { Committer } from './committer.ts';
 import { compareRv, eventTimeMs, isNumericRv, type EventApi, type EventObject } from './convert.ts';
 import { ALL_NAMESPACES, type EventsState } from './state.ts';
-import { k8sEventsMetrics } from './metrics.ts';
+import { k8sEventsEvent, k8sEventsMetrics } from './telemetry.ts';
 
 /**
  * One scope (all namespaces, or one namespace) of the events input: list +
@@ -81,10 +81,10 @@ export class ScopeWatcher {
           k8sEventsMetrics(m).watchRestarts.inc({ ...this.#labels, reason });
           if (reason === 'gone') {
             k8sEventsMetrics(m).gone.inc(this.#labels);
-            opts.ctx.log.info({ scope: opts.scope, cursor: this.#lw.resourceVersion }, 'watch answered 410 Gone: relisting');
+            opts.ctx.log.info({ event: k8sEventsEvent.relist, scope: opts.scope, cursor: this.#lw.resourceVersion }, 'watch answered 410 Gone: relisting');
           } else if (error !== undefined) {
             opts.ctx.telemetry.error(`watch_${reason}`);
-            this.#warn({ scope: opts.scope, reason, err: errorMessage(error), retryInMs: delayMs }, 'watch ended; resuming');
+            this.#warn({ event: k8sEventsEvent.watch_ended, scope: opts.scope, reason, err: errorMessage(error), retryInMs: delayMs }, 'watch ended; resuming');
             if (reason === 'error') opts.onFailure(error);
           } else {
             opts.ctx.log.debug({ scope: opts.scope, reason, retryInMs: delayMs }, 'watch ended; resuming');
@@ -93,7 +93,7 @@ export class ScopeWatcher {
         onError: ({ phase, error, delayMs }) => {
           if (error instanceof KubeApiError && error.gone && phase === 'list') {
             k8sEventsMetrics(opts.ctx.metrics).gone.inc(this.#labels);
-            opts.ctx.log.info({ scope: opts.scope }, 'list continue token expired: listing again from the start');
+            opts.ctx.log.info({ event: k8sEventsEvent.relist, scope: opts.scope }, 'list continue token expired: listing again from the start');
             return;
           }
           opts.ctx.telemetry.error(`${phase}_failed`);
@@ -158,6 +158,7 @@ export class ScopeWatcher {
     k8sEventsMetrics(ctx.metrics).gaps.inc({ ...this.#labels, reason: 'expired' });
     ctx.log.warn(
       {
+        event: k8sEventsEvent.gap,
         scope,
         cursorRv: cursor,
         oldestListedRv: oldest.rv,

@@ -9,7 +9,7 @@ import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
-import { elasticsearchMetrics } from './metrics.ts';
+import { elasticsearchMetrics } from './telemetry.ts';
 
 /**
  * Elasticsearch 7/8/9 and OpenSearch 1/2 through the `_bulk` API.

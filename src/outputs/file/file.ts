@@ -5,6 +5,7 @@ import { size } from '../../config/units.ts';
 import type { OutboundRequest, Output, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { fileWriteProblem } from '../../config/writable.ts';
 import { errorMessage } from '../../errors.ts';
+import { fileEvent, fileLogEvents } from './telemetry.ts';
 
 /**
  * Appends records as NDJSON to a local file and rolls it by size:
@@ -87,7 +88,7 @@ class FileOutput implements Output {
     const cut = cutTornTail(this.#cfg.path);
     this.#open();
     if (cut > 0) {
-      this.#ctx.log.warn({ path: this.#cfg.path, bytes: cut }, 'file output: cut a torn last line left by an interrupted write; its records are sent again');
+      this.#ctx.log.warn({ event: fileEvent.torn_line_cut, path: this.#cfg.path, bytes: cut }, 'file output: cut a torn last line left by an interrupted write; its records are sent again');
     }
   }
 
@@ -241,6 +242,7 @@ export const fileOutput: OutputPlugin<typeof schema> = {
   type: 'file',
   description: 'NDJSON appended to a local file, rolled by size.',
   schema,
+  logEvents: fileLogEvents,
   delivery: { batch: { flush_interval: 200 } },
   create: (cfg, ctx) => new FileOutput(cfg, ctx),
   inspect: (cfg) => {

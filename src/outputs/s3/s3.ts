@@ -15,6 +15,7 @@ import { describeTransportError, tlsWord } from '../../delivery/http/probe.ts';
 import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { S3Client, S3Error, type AwsCredentials, type CompletedPart, type CredentialProvider } from './s3-client.ts';
+import { s3Event, s3LogEvents } from './telemetry.ts';
 
 /**
  * Gzipped NDJSON objects in S3 (or an S3-compatible store).
@@ -193,7 +194,7 @@ class S3Output implements Output {
       // The next attempt starts a new upload; free the parts of this one. A crash
       // here leaves them behind: a lifecycle rule (AbortIncompleteMultipartUpload) cleans those.
       await client.abortMultipartUpload(key, uploadId, AbortSignal.timeout(5000)).catch((abortErr: unknown) => {
-        this.#ctx.log.warn({ key, err: errorMessage(abortErr) }, 'could not abort a failed multipart upload; a bucket lifecycle rule should clean it');
+        this.#ctx.log.warn({ event: s3Event.abort_failed, key, err: errorMessage(abortErr) }, 'could not abort a failed multipart upload; a bucket lifecycle rule should clean it');
       });
       throw err;
     }
@@ -224,7 +225,7 @@ class S3Output implements Output {
         : err.status === 0
           ? 'no usable AWS credentials'
           : 'S3 refused the request (expired or wrong credentials, or a policy denies it)';
-    this.#ctx.log.error({ bucket: this.#cfg.bucket, reason }, `${what}; retrying until fixed — nothing is dropped, the spool holds the data`);
+    this.#ctx.log.error({ event: s3Event.refused, bucket: this.#cfg.bucket, reason }, `${what}; retrying until fixed — nothing is dropped, the spool holds the data`);
   }
 
   async close(): Promise<void> {
@@ -284,6 +285,7 @@ export const s3Output: OutputPlugin<typeof schema> = {
   type: 's3',
   description: 'Gzipped NDJSON objects in S3 or an S3-compatible store; keys stable across retries.',
   schema,
+  logEvents: s3LogEvents,
   // An object is one request: its size and age limits are the batch limits.
   delivery: { batch: { max_bytes: DEFAULT_OBJECT_BYTES, max_records: 10_000_000, flush_interval: DEFAULT_OBJECT_AGE_MS }, concurrency: 1, request_timeout: 300_000 },
   deliveryFor: (cfg) => ({ batch: { max_bytes: cfg.max_object_bytes, flush_interval: cfg.max_object_age } }),

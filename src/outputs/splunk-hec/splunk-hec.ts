@@ -10,6 +10,7 @@ import { tlsSchema } from '../../delivery/http/tls.ts';
 import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import type { SpooledRecord } from '../../pipeline/record.ts';
 import { judgeHecError, parseHecAnswer } from './hec.ts';
+import { splunkHecEvent, splunkHecLogEvents } from './telemetry.ts';
 
 /**
  * Splunk HTTP Event Collector: batches of event envelopes to
@@ -100,9 +101,9 @@ class SplunkHecOutput extends EndpointOutput {
     const x = await this.endpoint.exchange({ path: `${this.#base}/services/collector/health`, method: 'GET', compress: false }, AbortSignal.timeout(5000));
     if (x.ok) {
       await x.res.body.dump().catch(() => undefined);
-      this.#ctx.log.info({ url: this.#cfg.url }, 'Splunk HEC is healthy');
+      this.#ctx.log.info({ event: splunkHecEvent.healthy, url: this.#cfg.url }, 'Splunk HEC is healthy');
     } else {
-      this.#ctx.log.warn({ url: this.#cfg.url, reason: describe(x.outcome) }, 'Splunk HEC health check failed at start; records stay spooled until it takes them');
+      this.#ctx.log.warn({ event: splunkHecEvent.unhealthy, url: this.#cfg.url, reason: describe(x.outcome) }, 'Splunk HEC health check failed at start; records stay spooled until it takes them');
     }
   }
 
@@ -164,6 +165,7 @@ export const splunkHecOutput: OutputPlugin<typeof schema> = {
   type: 'splunk_hec',
   description: 'Splunk HTTP Event Collector, with indexer acknowledgement: delivered only once indexed.',
   schema,
+  logEvents: splunkHecLogEvents,
   // request_timeout covers the wait for the ack.
   delivery: { batch: { max_bytes: 1024 * 1024, max_records: 10_000, flush_interval: 1000 }, concurrency: 4, request_timeout: 180_000 },
   create: (cfg, ctx) => new SplunkHecOutput(cfg, ctx),

@@ -4,6 +4,7 @@ import type { LogRecord } from '../../pipeline/record.ts';
 import type { ComponentContext, Processor, ProcessorPlugin } from '../../plugin.ts';
 import { anyNeedle } from '../paths.ts';
 import { compileCondition, conditionSchema, type CompiledCondition } from './condition.ts';
+import { filterEvent, filterLogEvents } from './telemetry.ts';
 
 /**
  * Keeps or drops records by field conditions. Rules are tried in order and
@@ -92,7 +93,7 @@ export class FilterProcessor implements Processor {
         this.#ctx.telemetry.error('unparsable');
         if (!this.#unparsableLogged) {
           this.#unparsableLogged = true;
-          this.#ctx.log.warn({ recordId: record.id, err: errorMessage(err) }, 'filter: record is not valid JSON; kept unfiltered (logged once)');
+          this.#ctx.log.warn({ event: filterEvent.unparsable, recordId: record.id, err: errorMessage(err) }, 'filter: record is not valid JSON; kept unfiltered (logged once)');
         }
         return undefined;
       }
@@ -107,5 +108,6 @@ export const filterProcessor: ProcessorPlugin<typeof schema> = {
   type: 'filter',
   description: 'Keep or drop records by field conditions (first matching rule decides).',
   schema,
+  logEvents: filterLogEvents,
   create: (cfg, ctx) => new FilterProcessor(cfg, ctx),
 };

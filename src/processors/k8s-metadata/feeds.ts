@@ -3,7 +3,7 @@ import type { KubeClient } from '../../kube/client.ts';
 import { ListWatch, type KubeObjectLike, type ListPage, type WatchBatch } from '../../kube/list-watch.ts';
 import type { ComponentContext } from '../../plugin.ts';
 import { nameKey, type PodCache, type PodEntry, type PodObject } from './pod-cache.ts';
-import { k8sMetadataMetrics } from './metrics.ts';
+import { k8sMetadataEvent, k8sMetadataMetrics } from './telemetry.ts';
 
 /**
  * The list + watch loops that keep the caches current, built on the shared
@@ -62,10 +62,10 @@ function handlers<T extends KubeObjectLike>(
     onWatch: (batch: WatchBatch<T>) => apply.watch(batch),
     onWatchEnd: ({ reason, error, delayMs }: { reason: string; error?: unknown; delayMs: number }) => {
       if (reason !== 'gone') k8sMetadataMetrics(ctx.metrics).apiRequests.inc({ ...labels, verb: 'watch' });
-      if (reason === 'gone') ctx.log.info({ resource: kind, scope }, 'watch answered 410 Gone: relisting');
+      if (reason === 'gone') ctx.log.info({ event: k8sMetadataEvent.relist, resource: kind, scope }, 'watch answered 410 Gone: relisting');
       else if (error !== undefined) {
         ctx.telemetry.error(`watch_${reason}`);
-        warn({ reason, err: errorMessage(error), retryInMs: delayMs }, 'k8s_metadata: watch ended; resuming');
+        warn({ event: k8sMetadataEvent.watch_ended, reason, err: errorMessage(error), retryInMs: delayMs }, 'k8s_metadata: watch ended; resuming');
       }
     },
     onError: ({ phase, error, delayMs }: { phase: 'list' | 'watch'; error: unknown; delayMs: number }) => {
@@ -114,7 +114,7 @@ export function runPodFeed(o: FeedOptions, cache: PodCache, signal: AbortSignal,
             }
             if (page.last) {
               const gone = cache.endList(seen, inScope);
-              if (gone > 0 && page.reason !== 'start') o.ctx.log.info({ gone, reason: page.reason }, 'k8s_metadata: pods deleted while the watch was away');
+              if (gone > 0 && page.reason !== 'start') o.ctx.log.info({ event: k8sMetadataEvent.pods_deleted, gone, reason: page.reason }, 'k8s_metadata: pods deleted while the watch was away');
               seen = new Set();
             }
             onChange();
@@ -247,6 +247,6 @@ async function runLoop(o: FeedOptions, lw: ListWatch<KubeObjectLike>, signal: Ab
   } catch (err) {
     // Handlers here do not throw; if one ever does, enrichment degrades to GETs and misses, loudly.
     o.ctx.telemetry.error('feed_stopped');
-    o.ctx.log.error({ resource: kind, err: errorMessage(err) }, 'k8s_metadata: list/watch loop stopped');
+    o.ctx.log.error({ event: k8sMetadataEvent.loop_stopped, resource: kind, err: errorMessage(err) }, 'k8s_metadata: list/watch loop stopped');
   }
 }

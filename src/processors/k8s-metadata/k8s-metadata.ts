@@ -10,7 +10,7 @@ import { NamespaceLabels, ReplicaSetOwners, runNamespaceFeed, runPodFeed, runRep
 import { PodCache, type PodEntry, type PodObject } from './pod-cache.ts';
 import { anyNeedle } from '../paths.ts';
 import { extractRefs, REF_NEEDLES, type PodRef, type RecordRefs } from './refs.ts';
-import { k8sMetadataMetrics } from './metrics.ts';
+import { k8sMetadataEvent, k8sMetadataLogEvents, k8sMetadataMetrics } from './telemetry.ts';
 
 const MAY_NAME_A_POD = anyNeedle(REF_NEEDLES);
 
@@ -155,7 +155,7 @@ export class K8sMetadataProcessor implements Processor {
   async start(): Promise<void> {
     const cfg = this.#cfg;
     const conn = loadKubeConnection({ kubeconfig: cfg.kubeconfig, context: cfg.context });
-    for (const w of conn.warnings ?? []) this.#ctx.log.warn({ kubeconfig: conn.origin }, w);
+    for (const w of conn.warnings ?? []) this.#ctx.log.warn({ event: k8sMetadataEvent.kubeconfig_warning, kubeconfig: conn.origin }, w);
     this.#client = new KubeClient(conn, { requestTimeoutMs: cfg.api_timeout });
     const feed: FeedOptions = {
       ctx: this.#ctx,
@@ -174,7 +174,7 @@ export class K8sMetadataProcessor implements Processor {
     for (const f of feeds) this.#runs.push(...f.runs);
     this.#syncedPromise = Promise.all(feeds.map((f) => f.synced)).then(() => {
       this.#synced = true;
-      this.#ctx.log.info({ pods: this.cache.size, replicaSetsWithDeployment: this.#owners.size }, 'k8s_metadata: caches synced');
+      this.#ctx.log.info({ event: k8sMetadataEvent.synced, pods: this.cache.size, replicaSetsWithDeployment: this.#owners.size }, 'k8s_metadata: caches synced');
     });
     const sweepMs = Math.max(1000, Math.min(30_000, Math.floor(Math.min(cfg.deleted_ttl, cfg.negative_ttl) / 2)));
     this.#sweepTimer = setInterval(() => {
@@ -269,7 +269,7 @@ export class K8sMetadataProcessor implements Processor {
       return;
     }
     this.#lastFailureWarnMs = now;
-    this.#ctx.log.warn({ unenriched, lookupTimeoutMs: this.#cfg.lookup_timeout }, 'k8s_metadata: records passed on without pod metadata, counts by reason (logged at most once a minute)');
+    this.#ctx.log.warn({ event: k8sMetadataEvent.unenriched, unenriched, lookupTimeoutMs: this.#cfg.lookup_timeout }, 'k8s_metadata: records passed on without pod metadata, counts by reason (logged at most once a minute)');
   }
 
   #refsOf(record: LogRecord): RecordRefs | undefined {
@@ -371,7 +371,7 @@ export class K8sMetadataProcessor implements Processor {
       const now = Date.now();
       if (now - this.#lastGetWarnMs >= 60_000) {
         this.#lastGetWarnMs = now;
-        this.#ctx.log.warn({ namespace: ref.namespace, pod: ref.name, err: errorMessage(err) }, 'k8s_metadata: pod GET failed; records pass on unenriched (logged at most once a minute)');
+        this.#ctx.log.warn({ event: k8sMetadataEvent.get_failed, namespace: ref.namespace, pod: ref.name, err: errorMessage(err) }, 'k8s_metadata: pod GET failed; records pass on unenriched (logged at most once a minute)');
       }
       return 'api_error';
     }
@@ -393,6 +393,7 @@ export const k8sMetadataProcessor: ProcessorPlugin<typeof schema> = {
   description: 'Add pod metadata (labels, node, owner, annotations) for the pod acted on and the pod that acted, from a watch-fed cache.',
   schema,
   metrics: k8sMetadataMetrics,
+  logEvents: k8sMetadataLogEvents,
   create: (cfg, ctx) => new K8sMetadataProcessor(cfg, ctx),
   inspect: (cfg) => inspectKube({ kubeconfig: cfg.kubeconfig, context: cfg.context }),
   // The pod list the cache starts with.

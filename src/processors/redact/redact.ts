@@ -8,7 +8,7 @@ import { compileCondition, conditionSchema, type CompiledCondition } from '../fi
 import { ruleNameSchema } from '../filter/filter.ts';
 import { anyNeedle, parsePath, pathNeedle, visitPath, type FieldPath } from '../paths.ts';
 import { DEFAULT_REDACT_RULES, type RedactRuleConfig } from './default-rules.ts';
-import { redactMetrics } from './metrics.ts';
+import { redactEvent, redactLogEvents, redactMetrics } from './telemetry.ts';
 
 /**
  * Removes or masks fields by path, optionally only when a condition holds.
@@ -164,7 +164,7 @@ export class RedactProcessor implements Processor {
         // Not expected (paths and conditions are total functions on JSON);
         // if it happens, shipping half-redacted data is the worse outcome.
         this.#ctx.telemetry.error('redact_failed');
-        this.#ctx.log.error({ recordId: record.id, rule: rule.name, err: errorMessage(err) }, 'redact: rule failed; record dropped');
+        this.#ctx.log.error({ event: redactEvent.rule_failed, recordId: record.id, rule: rule.name, err: errorMessage(err) }, 'redact: rule failed; record dropped');
         return 'redact_failed';
       }
     }
@@ -176,7 +176,7 @@ export class RedactProcessor implements Processor {
     if (!this.#unparsableLogged) {
       this.#unparsableLogged = true;
       this.#ctx.log.warn(
-        { recordId: record.id, rule, err: why, action: this.#dropUnparsable ? 'dropped' : 'kept' },
+        { event: redactEvent.unparsable, recordId: record.id, rule, err: why, action: this.#dropUnparsable ? 'dropped' : 'kept' },
         'redact: a rule may apply to a record that is not valid JSON, so it cannot be redacted (logged once)',
       );
     }
@@ -265,5 +265,6 @@ export const redactProcessor: ProcessorPlugin<typeof schema> = {
   description: 'Remove or mask fields by path; removes Secret and TokenReview bodies and last-applied-configuration by default.',
   schema,
   metrics: redactMetrics,
+  logEvents: redactLogEvents,
   create: (cfg, ctx) => new RedactProcessor(cfg, ctx),
 };

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, InProcessAgent, line, readSink, removeTmpDirs, tmpDir, waitFor, type SinkRecord } from './harness.ts';
-import { auditFileMetrics } from '../../../src/inputs/audit-file/metrics.ts';
+import { auditFileMetrics } from '../../../src/inputs/audit-file/telemetry.ts';
 
 const running: InProcessAgent[] = [];
 afterEach(async () => {

@@ -92,7 +92,8 @@ describe('audit_file: files deleted before they were read', () => {
       .logText()
       .split('\n')
       .filter((l) => l.includes('"lostBytes"'))
-      .map((l) => JSON.parse(l) as { level: string; file: string; lostBytes: number; msg: string });
+      .map((l) => JSON.parse(l) as { level: string; event: string; file: string; lostBytes: number; msg: string });
+    expect(warnings.map((w) => w.event)).toEqual(['audit_file.gap', 'audit_file.gap']);
     expect(warnings.map((w) => [w.level, path.basename(w.file), w.lostBytes]).sort()).toEqual(
       [
         ['warn', b1!, byName[b1!]!.size - byName[b1!]!.offset],
@@ -157,9 +158,10 @@ describe('audit_file: files deleted before they were read', () => {
     const warn = second
       .logText()
       .split('\n')
-      .filter((l) => l.includes('rotated away while ktrail was not reading'))
-      .map((l) => JSON.parse(l) as { from: string; to: string; estimatedFiles: number });
+      .filter((l) => l.includes('"event":"audit_file.gap"') && l.includes('"reason":"rotated_unseen"'))
+      .map((l) => JSON.parse(l) as { from: string; to: string; estimatedFiles: number; msg: string });
     expect(warn).toHaveLength(1);
+    expect(warn[0]!.msg).toMatch(/rotated away while ktrail was not reading/);
     // The span runs from the last checkpoint (before the stop) to the first record still on disk.
     expect(Date.parse(warn[0]!.from)).toBeLessThanOrEqual(stoppedMs);
     expect(Date.parse(warn[0]!.to)).toBe(firstOnDisk);

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LumberjackWriter } from '../../helpers/lumberjack.ts';
 import { auditId, configYaml, Gate, InProcessAgent, line, readSink, removeTmpDirs, tmpDir, waitFor } from './harness.ts';
-import { auditFileMetrics } from '../../../src/inputs/audit-file/metrics.ts';
+import { auditFileMetrics } from '../../../src/inputs/audit-file/telemetry.ts';
 
 /**
  * Files held from first sight (issue #12): a backup deleted before the input

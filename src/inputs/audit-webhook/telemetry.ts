@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { logEvents } from '../../telemetry/log-events.ts';
 import { pluginMetrics } from '../../telemetry/metrics.ts';
 
 /** The series only the `audit_webhook` plugin exports (docs/metrics.md lists them with the rest). */
@@ -16,3 +17,18 @@ export const auditWebhookMetrics = pluginMetrics('audit_webhook', (registers) =>
   }),
   inFlight: new Gauge({ name: 'ktrail_audit_webhook_in_flight_requests', help: 'Requests being read or committed.', labelNames: ['input'], registers }),
 }));
+
+/** The log lines of the `audit_webhook` plugin an operator may act on (docs/logs.md lists them). */
+export const { names: auditWebhookEvent, catalog: auditWebhookLogEvents } = logEvents('audit_webhook', {
+  listening: { level: 'info', help: 'The receiver is listening (address, TLS, mTLS, token).' },
+  stopped: { level: 'info', help: 'The receiver stopped after draining in-flight requests.' },
+  server_error: { level: 'error', help: 'The HTTPS server failed (e.g. the port is taken).' },
+  reloaded: { level: 'info', help: 'The serving certificate, client CA or bearer token changed on disk and was re-read.' },
+  reload_failed: { level: 'warn', help: 'Changed certificate or token files cannot be loaded; the previous ones stay in use.' },
+  auth_failed: { level: 'warn', help: 'A request was refused 401/403 (wrong or missing token, client certificate rejected). Rate-limited.' },
+  request_failed: { level: 'warn', help: 'A request failed while being read or committed. Rate-limited.' },
+  oversize: { level: 'warn', help: 'A body over `max_body_bytes` was refused (413): the apiserver drops that batch after its retries. Rate-limited.' },
+  refused: { level: 'warn', help: 'A batch was refused (429): the apiserver retries it, 5 attempts in all, then drops it. Rate-limited.' },
+  bad_body: { level: 'warn', help: 'A body that is not an EventList (or not JSON) was stored whole as a dead letter and answered 2xx. Rate-limited.' },
+  invalid_events: { level: 'warn', help: 'Events without auditID/stage were dead-lettered; the rest of the body was accepted. Rate-limited.' },
+});

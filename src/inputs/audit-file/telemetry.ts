@@ -1,4 +1,5 @@
 import { Counter, Gauge } from 'prom-client';
+import { logEvents } from '../../telemetry/log-events.ts';
 import { pluginMetrics } from '../../telemetry/metrics.ts';
 
 /** The series only the `audit_file` plugin exports (docs/metrics.md lists them with the rest). */
@@ -32,3 +33,17 @@ export const auditFileMetrics = pluginMetrics('audit_file', (registers) => ({
   oversizeLines: new Counter({ name: 'ktrail_audit_file_oversize_lines_total', help: 'Lines longer than max_line_bytes, by action (dead_letter, truncate).', labelNames: ['input', 'action'], registers }),
   invalidLines: new Counter({ name: 'ktrail_audit_file_invalid_lines_total', help: 'Lines that were not a JSON audit event, by action (dead_letter, pass_raw).', labelNames: ['input', 'action'], registers }),
 }));
+
+/** The log lines of the `audit_file` plugin an operator may act on (docs/logs.md lists them). */
+export const { names: auditFileEvent, catalog: auditFileLogEvents } = logEvents('audit_file', {
+  files_open: { level: 'info', help: 'At start, before validation finished: how many audit files were opened and held, and when. A backup deleted after this moment is still read.' },
+  dir_missing: { level: 'info', help: 'A configured directory does not exist (yet); it is looked for on every rescan.' },
+  read_error: { level: 'error', help: 'A directory or file cannot be read (permissions, I/O error). After 3 in a row `/readyz` fails. Fix the mount or permissions; reading resumes by itself.' },
+  recovered: { level: 'info', help: 'Reading works again after read errors.' },
+  skipped: { level: 'info', help: 'A file seen for the first time was skipped to its end (`start_at: end`, `ignore_older`): not read, and no gap.' },
+  truncated: { level: 'warn', help: 'A file was truncated in place (or its first bytes changed): it is read again from offset 0.' },
+  gap: { level: 'warn', help: 'Audit log lost before it was read: a file deleted or truncated before its end (`reason` deleted/truncated, `lostBytes`), or a time span rotated away while ktrail was not running (`reason` rotated_unseen, `from`/`to`). Raise `--audit-log-maxbackup` or keep ktrail running.' },
+  not_held: { level: 'warn', help: '`max_open_files` descriptors are in use: this file is tracked by name only and is a gap if deleted before it is read.' },
+  oversize_truncated: { level: 'warn', help: 'A line over `max_line_bytes` was shipped as a truncated marker record (`on_oversize: truncate`).' },
+  gz_short: { level: 'warn', help: 'A `.gz` backup holds less than its checkpoint said (replaced by a different file?): nothing left to read in it.' },
+});
