@@ -90,6 +90,17 @@ describe('http output: encoding', () => {
     expect(r.body).toBe(recs.map((x) => `${x.json}\n`).join(''));
   });
 
+  it('headers may override Content-Type and User-Agent (in any case), not the transport headers', async () => {
+    const s = await sink();
+    const { output } = await createOutput(`type: http\nurl: ${s.url}/\nheaders: { Content-Type: text/plain, USER-AGENT: me, Content-Length: '1' }`);
+    const recs = makeRecords(2);
+    expect((await output.send(outbound(recs), AbortSignal.timeout(5000))).kind).toBe('ok');
+    const r = s.requests[0]!;
+    expect(r.headers['content-type']).toBe('text/plain');
+    expect(r.headers['user-agent']).toBe('me');
+    expect(r.body).toBe(recs.map((x) => `${x.json}\n`).join(''));
+  });
+
   it('json_array, gzip, PUT', async () => {
     const s = await sink();
     const { output } = await createOutput(`type: http\nurl: ${s.url}/\nmethod: PUT\nformat: json_array\ncompression: gzip`);

@@ -41,6 +41,23 @@ export function userHeaders(headers: Record<string, string>, reserved: ReadonlyS
   return out;
 }
 
+/**
+ * The headers of every request an output sends: the user's (as `userHeaders`),
+ * the body's content type (a default the user may override when
+ * `userContentType`), and `user-agent: ktrail` unless the user set one.
+ */
+export function requestHeaders(
+  user: Record<string, string>,
+  contentType: string,
+  opts: { reserved?: ReadonlySet<string>; userContentType?: boolean } = {},
+): Record<string, string> {
+  const headers = userHeaders(user, opts.reserved);
+  if (opts.userContentType) headers['content-type'] ??= contentType;
+  else headers['content-type'] = contentType;
+  headers['user-agent'] ??= 'ktrail';
+  return headers;
+}
+
 export class HttpEndpoint {
   readonly #o: HttpEndpointOptions;
   readonly #pool: HttpPool;

@@ -3,7 +3,7 @@ import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '
 import { errorMessage } from '../../errors.ts';
 import { esAuthSchema } from '../../delivery/http/auth.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
-import { EndpointOutput, userHeaders } from '../../delivery/http/endpoint.ts';
+import { EndpointOutput, requestHeaders } from '../../delivery/http/endpoint.ts';
 import { transportFailure } from '../../delivery/http/status.ts';
 import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
@@ -74,10 +74,7 @@ class ElasticsearchOutput extends EndpointOutput {
   readonly #path: string;
 
   constructor(cfg: ElasticsearchConfig, ctx: OutputContext) {
-    const headers = userHeaders(cfg.headers);
-    headers['content-type'] = 'application/x-ndjson';
-    headers['user-agent'] ??= 'ktrail';
-    super(cfg, { connections: 16, headers, log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
+    super(cfg, { connections: 16, headers: requestHeaders(cfg.headers, 'application/x-ndjson'), log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
     this.#cfg = cfg;
     this.#ctx = ctx;
     const url = new URL(cfg.url);

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import { httpAuthSchema } from '../../delivery/http/auth.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
-import { EndpointOutput, userHeaders } from '../../delivery/http/endpoint.ts';
+import { EndpointOutput, requestHeaders, userHeaders } from '../../delivery/http/endpoint.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 
@@ -48,11 +48,7 @@ class HttpOutput extends EndpointOutput {
   constructor(cfg: HttpOutputConfig, ctx: OutputContext) {
     super(cfg, {
       connections: 8,
-      headers: {
-        'content-type': cfg.format === 'ndjson' ? 'application/x-ndjson' : 'application/json',
-        'user-agent': 'ktrail',
-        ...userHeaders(cfg.headers, RESERVED),
-      },
+      headers: requestHeaders(cfg.headers, cfg.format === 'ndjson' ? 'application/x-ndjson' : 'application/json', { reserved: RESERVED, userContentType: true }),
       log: ctx.log,
       maxWriterBytes: 16 * 1024 * 1024,
     });

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import { secret } from '../../config/secret.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
-import { EndpointOutput, userHeaders } from '../../delivery/http/endpoint.ts';
+import { EndpointOutput, requestHeaders, userHeaders } from '../../delivery/http/endpoint.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
@@ -75,10 +75,7 @@ class SplunkHecOutput extends EndpointOutput {
   readonly #fieldsPrefix: string;
 
   constructor(cfg: SplunkHecConfig, ctx: OutputContext) {
-    const headers = userHeaders(cfg.headers);
-    headers['content-type'] = 'application/json';
-    headers['user-agent'] ??= 'ktrail';
-    super({ ...cfg, auth: { splunk_token: cfg.token } }, { connections: 8, headers, log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
+    super({ ...cfg, auth: { splunk_token: cfg.token } }, { connections: 8, headers: requestHeaders(cfg.headers, 'application/json'), log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
     this.#cfg = cfg;
     this.#ctx = ctx;
     this.#base = new URL(cfg.url).pathname.replace(/\/+$/, '');
