@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { auditLine } from '../../helpers/audit-events.ts';
@@ -22,14 +21,6 @@ export function makeCerts(dir: string): void {
   cert('server2', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   cert('apiserver', 'ca', 'extendedKeyUsage=clientAuth\n');
   cert('stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** One Go-shaped audit event for sequence number `seq`. */
@@ -56,13 +47,16 @@ export interface Env {
   stateDir: string;
   outFile: string;
   cfgFile: string;
+  /** The port the last agent started by `startAgent` listens on (each start binds port 0 anew). */
   port: number;
 }
 
-export async function setup(input: Record<string, unknown> = {}, opts: { certs?: boolean } = {}): Promise<Env> {
+export function setup(input: Record<string, unknown> = {}, opts: { certs?: boolean } = {}): Env {
   const dir = tmpDir();
   if (opts.certs !== false) makeCerts(dir);
-  const port = await freePort();
+  // Port 0: the agent binds a free port itself and logs it (`audit webhook listening`), so no
+  // other process can take the port between choosing it and listening on it.
+  const port = 0;
   const stateDir = path.join(dir, 'state');
   const outFile = path.join(dir, 'out', 'sink.ndjson');
   const cfg = {
@@ -88,11 +82,24 @@ export async function setup(input: Record<string, unknown> = {}, opts: { certs?:
   return { dir, stateDir, outFile, cfgFile, port };
 }
 
+/** Starts an agent on `env`'s config and sets `env.port` to the port its webhook bound. */
 export async function startAgent(env: Env): Promise<ChildAgent> {
   const a = new ChildAgent(env.cfgFile);
-  await waitFor(() => a.stderr.includes('audit webhook listening') || a.child.exitCode !== null, 20_000, 'webhook listening');
-  if (!a.stderr.includes('audit webhook listening')) throw new Error(`agent did not start: ${a.stderr}`);
+  await waitFor(() => listeningPort(a.stderr) !== undefined || a.child.exitCode !== null, 20_000, 'webhook listening');
+  const port = listeningPort(a.stderr);
+  if (port === undefined) throw new Error(`agent did not start: ${a.stderr}`);
+  env.port = port;
   return a;
+}
+
+/** The port of the `audit webhook listening` log line (a JSON line), once there. */
+export function listeningPort(stderr: string): number | undefined {
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('audit webhook listening')) continue;
+    const port = (JSON.parse(line) as { port?: unknown }).port;
+    if (typeof port === 'number' && port > 0) return port;
+  }
+  return undefined;
 }
 
 export interface ClientOpts {

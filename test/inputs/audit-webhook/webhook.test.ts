@@ -18,7 +18,7 @@ async function metrics(a: { metricsUrl(): Promise<string> }): Promise<string> {
 
 describe('audit_webhook', () => {
   it('loses no event the client did not drop while the agent is SIGKILLed 5 times (100k events, mTLS)', async () => {
-    const env = await setup();
+    const env = setup();
     let agent = await startAgent(env);
     agents.push(agent);
     const total = 100_000;
@@ -28,7 +28,8 @@ describe('audit_webhook', () => {
     const dropped = new Set<number>();
     let next = 0;
     let sent = 0;
-    const client = { port: env.port, dir: env.dir };
+    // Each restart binds a new port: the client follows it, as the apiserver follows the Service.
+    const client = { get port() { return env.port; }, dir: env.dir };
     const worker = async () => {
       while (next < batches.length) {
         const b = batches[next++]!;
@@ -59,7 +60,7 @@ describe('audit_webhook', () => {
   }, 90_000);
 
   it('stores the same record JSON and id as audit_file would (the event as the apiserver writes it)', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const e = event(7);
@@ -72,7 +73,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('dead-letters a non-JSON body and a non-EventList body whole, answering 2xx', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const c = { port: env.port, dir: env.dir };
@@ -90,7 +91,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('dead-letters an event without auditID and accepts the rest', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const bad = event(2);
@@ -107,7 +108,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('answers 413 to a body over max_body_bytes, counts it at risk, and keeps taking other bodies', async () => {
-    const env = await setup({ max_body_bytes: '1MiB' });
+    const env = setup({ max_body_bytes: '1MiB' });
     const a = await startAgent(env);
     agents.push(a);
     const c = { port: env.port, dir: env.dir };
@@ -123,7 +124,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('default max_body_bytes takes 400 RequestResponse events of 100KiB', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const body = eventList(Array.from({ length: 400 }, (_, i) => event(i, 100 * 1024)));
@@ -133,7 +134,7 @@ describe('audit_webhook', () => {
   }, 40_000);
 
   it('answers 403 without a client certificate or with one from another CA, and 401 with a wrong bearer token; counted', async () => {
-    const env = await setup();
+    const env = setup();
     const tokenFile = path.join(env.dir, 'token');
     fs.writeFileSync(tokenFile, 's3cr3t-t0ken\n');
     const cfg = fs.readFileSync(env.cfgFile, 'utf8').replace('"type":"audit_webhook"', `"type":"audit_webhook","bearer_token_file":${JSON.stringify(tokenFile)}`);
@@ -155,7 +156,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('serves a rotated certificate without a restart', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const peerSerial = () =>
