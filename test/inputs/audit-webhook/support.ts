@@ -1,27 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { auditLine } from '../../helpers/audit-events.ts';
+import { makeCerts } from '../../helpers/certs.ts';
 import { ChildAgent, auditId, tmpDir, waitFor } from '../audit-file/harness.ts';
 
-/** Certificates made with openssl in `dir`: a CA, a server cert for 127.0.0.1, a client cert, and a stranger CA's client cert. */
-export function makeCerts(dir: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  const ca = (name: string) => openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.pem`);
-  const cert = (name: string, caName: string, ext: string) => {
-    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
-  };
-  ca('ca');
-  ca('other-ca');
-  cert('server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  cert('server2', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  cert('apiserver', 'ca', 'extendedKeyUsage=clientAuth\n');
-  cert('stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
-}
+export { makeCerts };
 
 /** One Go-shaped audit event for sequence number `seq`. */
 export function event(seq: number, padBytes = 0): Record<string, unknown> {
