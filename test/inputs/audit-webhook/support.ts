@@ -77,9 +77,10 @@ export async function startAgent(env: Env): Promise<ChildAgent> {
   return a;
 }
 
-/** The port of the `audit webhook listening` log line (a JSON line), once there. */
+/** The port of the `audit webhook listening` log line (a JSON line), once the whole line is there. */
 export function listeningPort(stderr: string): number | undefined {
-  for (const line of stderr.split('\n')) {
+  // The last piece may be a line still being written: only complete lines count.
+  for (const line of stderr.split('\n').slice(0, -1)) {
     if (!line.includes('audit webhook listening')) continue;
     const port = (JSON.parse(line) as { port?: unknown }).port;
     if (typeof port === 'number' && port > 0) return port;
