@@ -7,6 +7,7 @@ import { benchOutputs } from './outputs.ts';
 import { benchProcessors } from './processors.ts';
 import { benchK8sEvents } from './k8s-events.ts';
 import { benchStartup } from './startup.ts';
+import { benchWebhook } from './webhook.ts';
 
 const cases: Array<[string, () => Promise<void>]> = [
   ['spool', benchSpool],
@@ -15,6 +16,7 @@ const cases: Array<[string, () => Promise<void>]> = [
   ['processors', benchProcessors],
   ['k8s-events', benchK8sEvents],
   ['startup', benchStartup],
+  ['webhook', benchWebhook],
 ];
 
 const only = process.env.KTRAIL_BENCH;

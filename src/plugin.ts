@@ -61,6 +61,12 @@ export interface EmitBatch {
    * records and dead letters above, so checkpoint and data are durable together.
    */
   checkpoint?: (db: Database) => void;
+  /**
+   * When the spool is full, commit nothing and resolve at once with
+   * `refusedFull` instead of waiting or dropping (whatever `when_full` says):
+   * for an input whose sender keeps the data and resends it (audit_webhook).
+   */
+  refuseWhenFull?: boolean;
 }
 
 export interface EmitResult {
@@ -68,6 +74,8 @@ export interface EmitResult {
   committed: number;
   /** Records dropped because the spool was full and `when_full: drop_newest`. */
   droppedFull: number;
+  /** Nothing was committed: the spool was full and the batch asked `refuseWhenFull`. */
+  refusedFull?: boolean;
 }
 
 export interface InputContext extends ComponentContext {
@@ -219,6 +227,13 @@ interface PluginBase<S extends AnyObjectSchema> {
 export interface InputPlugin<S extends AnyObjectSchema = AnyObjectSchema> extends PluginBase<S> {
   kind: 'input';
   create(config: z.output<S>, ctx: InputContext): Input;
+  /**
+   * The share of `spool.max_bytes` (0–0.9) this input reserves: every input
+   * without a reserve sees the spool full that much earlier (and pauses, or
+   * drops with `drop_newest`), so the reserving input still commits while
+   * the others wait. The reserves of all inputs are summed (at most 0.9).
+   */
+  spoolHeadroom?(config: z.output<S>): number;
   /**
    * Runs first, before the spool, the other plugins and the telemetry server
    * start (audit_file opens every matching file here); what it returns is

@@ -123,6 +123,7 @@ export class Agent {
       this.#processors.push({ name: pc.name, match: pc.match, processor, telemetry: ctx.telemetry });
     }
     for (const o of this.#outputs) o.runner.start();
+    const headroomBytes = spoolHeadroomBytes(config);
     for (const ic of config.inputs) {
       const abort = new AbortController();
       const base = this.#context('input', ic);
@@ -133,7 +134,8 @@ export class Agent {
         state,
         signal: abort.signal,
         prepared: this.#prepared.get(ic.name),
-        emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal),
+        // An input with a reserve of its own may use the whole spool; the others leave the reserves free.
+        emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal, ic.plugin.spoolHeadroom ? 0 : headroomBytes),
       };
       const input = ic.plugin.create(ic.config, ctx);
       this.#inputs.push({ name: ic.name, input, abort });
@@ -152,6 +154,7 @@ export class Agent {
     ctx: ComponentContext,
     batch: EmitBatch,
     signal: AbortSignal,
+    headroomBytes: number,
   ): Promise<EmitResult> {
     const spool = this.spool;
     let records: LogRecord[] = batch.records;
@@ -187,17 +190,21 @@ export class Agent {
       bytes += json.length + r.id.length + 16;
       encoded.push({ id: r.id, timeMs: r.timeMs, input, json });
     }
+    // Checked and appended in the same synchronous turn: no other emit can take the space in between.
+    if (batch.refuseWhenFull === true && encoded.length > 0 && spool.isFull(bytes, headroomBytes)) {
+      return { committed: 0, droppedFull: 0, refusedFull: true };
+    }
     const dropWhenFull = this.config.spool.when_full === 'drop_newest';
-    if (!dropWhenFull && encoded.length > 0 && spool.isFull(bytes)) {
+    if (!dropWhenFull && encoded.length > 0 && spool.isFull(bytes, headroomBytes)) {
       this.#metrics.spoolFullWaits.inc({ input });
       const t0 = performance.now();
       // On shutdown the wait ends early and the batch is stored anyway: going
       // one batch over the limit is better than re-reading or losing it.
-      await spool.waitForSpace(bytes, signal);
+      await spool.waitForSpace(bytes, signal, headroomBytes);
       this.#metrics.spoolBlockedSeconds.inc({ input }, (performance.now() - t0) / 1000);
     }
     const t0 = performance.now();
-    const result = spool.append({ input, records: encoded, routes, deadLetters, checkpoint: batch.checkpoint, dropWhenFull });
+    const result = spool.append({ input, records: encoded, routes, deadLetters, checkpoint: batch.checkpoint, dropWhenFull, headroomBytes });
     this.#metrics.spoolCommitSeconds.observe((performance.now() - t0) / 1000);
     this.#metrics.spoolCommits.inc({ input });
     const committed = result.batchId !== undefined ? encoded.length : 0;
@@ -395,6 +402,16 @@ export class Agent {
         `until ${new Date(deadlineMs).toISOString()}; press Ctrl-C again (or send a second SIGTERM) to exit now, the spool keeps what is undelivered`,
     );
   }
+}
+
+/** The largest share of spool.max_bytes all inputs' reserves may take together. */
+const MAX_HEADROOM_SHARE = 0.9;
+
+/** Bytes of spool.max_bytes the inputs with a reserve (audit_webhook) keep from the others. */
+export function spoolHeadroomBytes(config: Pick<AgentConfig, 'inputs' | 'spool'>): number {
+  let share = 0;
+  for (const ic of config.inputs) share += ic.plugin.spoolHeadroom?.(ic.config) ?? 0;
+  return Math.floor(config.spool.max_bytes * Math.min(MAX_HEADROOM_SHARE, share));
 }
 
 /** After this long draining, shutdown logs what it waits for. */

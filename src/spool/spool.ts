@@ -19,7 +19,9 @@ export type { DeadLetterEntry };
  *    is left. Outputs ack independently and in any order.
  * 3. The byte total is bounded by `maxBytes`: `append` refuses (block) or drops
  *    (drop_newest) beyond it; an empty spool always accepts one batch so that a
- *    batch larger than the limit cannot wedge the agent.
+ *    batch larger than the limit cannot wedge the agent. A caller may pass a
+ *    headroom: it is then full that many bytes earlier, so that the bytes above
+ *    stay for callers without one (the audit webhook's reserve).
  * 4. One process owns a state directory: an exclusive SQLite lock on
  *    `ktrail.lock`, held for the life of the Spool and released by the OS even
  *    on SIGKILL, keeps a second agent from sending the same batches.
@@ -46,6 +48,8 @@ export interface AppendRequest {
   checkpoint?: (db: Database) => void;
   /** drop_newest: drop the records when full but still commit checkpoint and dead letters. */
   dropWhenFull?: boolean;
+  /** Bytes below `maxBytes` this input must leave free (see `isFull`). */
+  headroomBytes?: number;
 }
 
 export interface AppendResult {
@@ -326,14 +330,17 @@ export class Spool {
     return this.#records;
   }
 
-  /** True when a batch of `bytes` would not fit now. An empty spool always fits one. */
-  isFull(bytes: number): boolean {
-    return this.#batches > 0 && this.#bytes + bytes > this.maxBytes;
+  /**
+   * True when a batch of `bytes` would not fit now, leaving `headroomBytes` of
+   * `maxBytes` free. An empty spool always fits one.
+   */
+  isFull(bytes: number, headroomBytes = 0): boolean {
+    return this.#batches > 0 && this.#bytes + bytes > this.maxBytes - headroomBytes;
   }
 
-  /** Resolves when `bytes` fits, or when the signal aborts. */
-  async waitForSpace(bytes: number, signal?: AbortSignal): Promise<void> {
-    while (this.isFull(bytes) && !signal?.aborted && !this.#closed) {
+  /** Resolves when `bytes` fits (leaving `headroomBytes` free), or when the signal aborts. */
+  async waitForSpace(bytes: number, signal?: AbortSignal, headroomBytes = 0): Promise<void> {
+    while (this.isFull(bytes, headroomBytes) && !signal?.aborted && !this.#closed) {
       await new Promise<void>((resolve) => {
         const done = () => {
           signal?.removeEventListener('abort', done);
@@ -353,7 +360,7 @@ export class Spool {
     this.#assertOpen();
     const data = encodeBatchBytes(req.records);
     const bytes = data.length;
-    const drop = req.records.length > 0 && req.dropWhenFull === true && this.isFull(bytes);
+    const drop = req.records.length > 0 && req.dropWhenFull === true && this.isFull(bytes, req.headroomBytes);
     const store = req.records.length > 0 && req.routes.length > 0 && !drop;
     const now = Date.now();
     let batchId: number | undefined;

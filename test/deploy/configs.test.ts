@@ -20,12 +20,14 @@ import { build, find, loadObjects, REPO, yamlFiles, type K8sObject, type PolicyR
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
+const webhook = find<Workload>(objects, 'Deployment', 'ktrail-webhook');
 /** The example Secret of the workload's namespace (there is one per namespace). */
 const exampleSecret = (w: Workload) => find<K8sObject & { stringData: Record<string, string> }>(objects, 'Secret', 'ktrail-output-credentials', w.metadata.namespace);
 
 /** What the downward API gives the pods (and nothing else: no other variable may be needed). */
 const POD_ENV = { NODE_NAME: 'cp-1', POD_NAME: 'ktrail-audit-agent-x7k2p', POD_NAMESPACE: daemonSet.metadata.namespace! };
 const EVENTS_ENV = { NODE_NAME: 'node-3', POD_NAME: 'ktrail-events-collector-7d9f-abcde', POD_NAMESPACE: deployment.metadata.namespace! };
+const WEBHOOK_ENV = { NODE_NAME: 'node-2', POD_NAME: 'ktrail-webhook-6c8d-fghij', POD_NAMESPACE: webhook.metadata.namespace! };
 const envOf = (w: Workload) => (w === daemonSet ? POD_ENV : EVENTS_ENV);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ktrail-deploy-'));
@@ -52,8 +54,11 @@ function filesRead(value: unknown, at = '', out: Array<{ at: string; file: strin
   return out;
 }
 
-/** The config's secret files are in a read-only Secret mount of the workload, under keys the example Secret has. */
-function expectFilesMounted(cfg: AgentConfig, w: Workload): void {
+/**
+ * The config's secret files are in a read-only Secret mount of the workload, under keys the example
+ * Secret has, or (`operatorSecrets`: Secrets the operator creates, e.g. TLS) under the keys listed.
+ */
+function expectFilesMounted(cfg: AgentConfig, w: Workload, operatorSecrets: Record<string, string[]> = {}): void {
   const pod = w.spec.template.spec;
   const mounts = pod.containers[0]!.volumeMounts!;
   const refs = filesRead(cfg.outputs.map((o) => o.config)).concat(filesRead(cfg.processors.map((p) => p.config)), filesRead(cfg.inputs.map((i) => i.config)));
@@ -62,6 +67,11 @@ function expectFilesMounted(cfg: AgentConfig, w: Workload): void {
     expect(mount, `${at}: ${file} is not inside any mount of ${w.metadata.name}`).toBeDefined();
     expect(mount!.readOnly).toBe(true);
     const vol = pod.volumes!.find((v) => v.name === mount!.name)!;
+    const own = operatorSecrets[vol.secret?.secretName ?? ''];
+    if (own) {
+      expect(own, `${at}: the Secret ${vol.secret!.secretName} has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
+      continue;
+    }
     expect(vol.secret?.secretName, `${at}: ${file} must come from a Secret`).toBe(exampleSecret(w).metadata.name);
     expect(Object.keys(exampleSecret(w).stringData), `${at}: the Secret has no key ${path.basename(file)}`).toContain(path.relative(mount!.mountPath, file));
   }
@@ -219,6 +229,40 @@ describe('deploy configs: the events collector ConfigMap', () => {
   it('is accepted by `ktrail check` as the container runs it', async () => {
     const r = await ktrailCheck(text, 'events-collector.yaml', EVENTS_ENV);
     // This machine is not the pod: warnings about its paths and the API are expected, nothing else.
+    expect(notWarnings(r.stderr)).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('deploy configs: the audit webhook ConfigMap (manifests/audit-webhook)', () => {
+  const text = configMapText('ktrail-webhook');
+  const load = () => loadConfigText(text, 'manifests/audit-webhook/webhook-configmap.yaml', { env: WEBHOOK_ENV });
+
+  it('passes ktrail validation with the pod environment: the webhook with mutual TLS, redacted', () => {
+    const cfg = load();
+    expect(cfg.inputs.map((i) => i.plugin.type)).toEqual(['audit_webhook']);
+    const tls = cfg.inputs[0]!.config.tls as { enabled: boolean; client_ca_file?: string };
+    expect(tls.enabled).toBe(true);
+    expect(tls.client_ca_file).toBeDefined();
+    expect(cfg.inputs[0]!.config.allow_unauthenticated).toBe(false);
+    expect(cfg.processors.map((p) => p.plugin.type)).toContain('redact');
+    expect(cfg.outputs.length).toBeGreaterThan(0);
+  });
+
+  it('ships to the index the audit agent writes, so both routes dedupe by record id', () => {
+    const agentIndex = loadConfigText(configMapText('ktrail-audit-agent'), 'audit-agent', { env: POD_ENV }).outputs.find((o) => o.plugin.type === 'elasticsearch')!.config.index;
+    expect(load().outputs.find((o) => o.plugin.type === 'elasticsearch')!.config.index).toBe(agentIndex);
+  });
+
+  it('uses its state dir, shutdown timeout, TLS and secret files consistently with the Deployment', () => {
+    const cfg = load();
+    expect(cfg.service.node_name).toBe(WEBHOOK_ENV.NODE_NAME);
+    expectServiceMatchesWorkload(cfg, webhook);
+    expectFilesMounted(cfg, webhook, { 'ktrail-webhook-tls': ['tls.crt', 'tls.key'], 'ktrail-webhook-client-ca': ['ca.crt'] });
+  });
+
+  it('is accepted by `ktrail check` as the container runs it', async () => {
+    const r = await ktrailCheck(text, 'audit-webhook.yaml', WEBHOOK_ENV);
     expect(notWarnings(r.stderr)).toEqual([]);
     expect(r.code).toBe(0);
   });

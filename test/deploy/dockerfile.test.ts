@@ -171,8 +171,10 @@ describe('Dockerfile', () => {
     if (gid !== undefined) expect(Number(gid)).toBeGreaterThan(0);
     // The events collector runs as that same user; the audit agent overrides it to 0 on purpose.
     const objects = loadObjects();
-    const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
-    expect(deployment.spec.template.spec.securityContext?.runAsUser).toBe(Number(uid));
+    for (const name of ['ktrail-events-collector', 'ktrail-webhook']) {
+      const deployment = find<Workload>(objects, 'Deployment', name);
+      expect(deployment.spec.template.spec.securityContext?.runAsUser, name).toBe(Number(uid));
+    }
   });
 
   it('has an exec-form ENTRYPOINT running ktrail with node, and a CMD matching the mounted config', () => {
@@ -180,7 +182,7 @@ describe('Dockerfile', () => {
     const cmd = execForm(last(final, 'CMD')!.args);
     expect(cmd).toEqual(['run', '-c', '/etc/ktrail/ktrail.yaml']);
     const objects = loadObjects();
-    for (const w of [find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent'), find<Workload>(objects, 'Deployment', 'ktrail-events-collector')]) {
+    for (const w of [find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent'), find<Workload>(objects, 'Deployment', 'ktrail-events-collector'), find<Workload>(objects, 'Deployment', 'ktrail-webhook')]) {
       const c = w.spec.template.spec.containers[0]!;
       expect(c.args).toEqual(cmd);
     }
@@ -282,7 +284,7 @@ describe('the image file sets, assembled for real', () => {
     expect(r.code).toBe(0);
   });
 
-  it('the runtime stage files alone run `ktrail check` on the shipped configs (both ConfigMaps and the k8s-metadata component)', async () => {
+  it('the runtime stage files alone run `ktrail check` on the shipped configs (every ConfigMap and the k8s-metadata component)', async () => {
     const dir = path.join(tmp, 'runtime');
     fs.mkdirSync(dir);
     const shipped = copiesOf(final)
@@ -294,6 +296,7 @@ describe('the image file sets, assembled for real', () => {
     const configs: Array<[string, LoadedObject[]]> = [
       ['ktrail-audit-agent', objects],
       ['ktrail-events-collector', objects],
+      ['ktrail-webhook', objects],
       // The audit agent config of components/k8s-metadata (with the k8s_metadata processor).
       ['ktrail-audit-agent', withMetadata],
     ];
@@ -310,7 +313,7 @@ describe('the image file sets, assembled for real', () => {
       return stdout;
     });
     const outs = await Promise.all(checks);
-    expect(outs).toHaveLength(3);
+    expect(outs).toHaveLength(4);
     for (const stdout of outs) expect(stdout).toContain('valid');
   });
 });

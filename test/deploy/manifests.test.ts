@@ -31,15 +31,19 @@ import {
  * fails here if a manifest edit breaks it.
  */
 
-/** The audit agent's namespace (Pod Security privileged, for its hostPath mounts) and the events collector's (restricted). */
+/** The audit agent's namespace (Pod Security privileged, for its hostPath mounts), the events collector's and the webhook receiver's (restricted). */
 const NAMESPACE = 'ktrail';
 const EVENTS_NAMESPACE = 'ktrail-events';
+const WEBHOOK_NAMESPACE = 'ktrail-webhook';
 /** Where an object belongs: by its component label; the shared ones (monitoring) live with the audit agent. */
-const namespaceOf = (obj: K8sObject) => (obj.metadata.labels?.['app.kubernetes.io/component'] === 'events-collector' ? EVENTS_NAMESPACE : NAMESPACE);
+const namespaceOf = (obj: K8sObject) =>
+  ({ 'events-collector': EVENTS_NAMESPACE, 'audit-webhook': WEBHOOK_NAMESPACE })[obj.metadata.labels?.['app.kubernetes.io/component'] ?? ''] ?? NAMESPACE;
 const objects = loadObjects();
 const daemonSet = find<Workload>(objects, 'DaemonSet', 'ktrail-audit-agent');
 const deployment = find<Workload>(objects, 'Deployment', 'ktrail-events-collector');
-const workloads = [daemonSet, deployment];
+/** manifests/audit-webhook/: the audit_webhook receiver, a kustomization of its own. */
+const webhook = find<Workload>(objects, 'Deployment', 'ktrail-webhook');
+const workloads = [daemonSet, deployment, webhook];
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
 
 /** Kinds the Prometheus Operator defines: not in kubernetes-models, checked by hand below. */
@@ -85,6 +89,7 @@ describe('manifests: files and kustomizations', () => {
   const kustomizations = kustomizationFiles();
   it('has the default kustomization, the optional monitoring one and the components', () => {
     expect(kustomizations).toEqual([
+      'manifests/audit-webhook/kustomization.yaml',
       'manifests/components/k8s-metadata/kustomization.yaml',
       'manifests/examples/events-collector-single-replica/kustomization.yaml',
       'manifests/kustomization.yaml',
@@ -120,9 +125,11 @@ describe('manifests: files and kustomizations', () => {
     expect(objects.some(({ file, obj }) => file.startsWith('manifests/examples/') && obj.kind === 'Secret')).toBe(true);
   });
 
-  it('pins the image to the package version (one place to change on upgrade)', () => {
-    const k = parseYaml(fs.readFileSync(path.join(MANIFESTS, 'kustomization.yaml'), 'utf8')) as { images: Array<{ name: string; newTag: string }> };
-    expect(k.images).toEqual([expect.objectContaining({ name: 'ktrail', newTag: pkg.version })]);
+  it('pins the image to the package version (one place per kustomization to change on upgrade)', () => {
+    for (const dir of ['manifests', 'manifests/audit-webhook']) {
+      const k = loadKustomization(dir) as { images?: Array<{ name: string; newTag?: string }> };
+      expect(k.images, dir).toEqual([expect.objectContaining({ name: 'ktrail', newTag: pkg.version })]);
+    }
     for (const w of workloads) expect(mainContainer(w).image).toBe(`ktrail:${pkg.version}`);
   });
 });
@@ -144,16 +151,17 @@ describe('manifests: Kubernetes schemas', () => {
     expect(unknownFields(copy, 'apps/v1', 'DaemonSet')).toEqual(['spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem']);
   });
 
-  it('puts the events collector in ktrail-events, everything else namespaced in ktrail, no cluster-scoped object in any', () => {
+  it('puts the events collector in ktrail-events, the webhook receiver in ktrail-webhook, everything else namespaced in ktrail, no cluster-scoped object in any', () => {
     for (const { file, obj } of objects) {
       if (CLUSTER_SCOPED.has(obj.kind)) expect(obj.metadata.namespace, `${file} ${obj.kind}`).toBeUndefined();
-      // The example Secret is needed in both namespaces (one document each).
-      else if (obj.kind === 'Secret') expect([NAMESPACE, EVENTS_NAMESPACE]).toContain(obj.metadata.namespace);
+      // The example Secret is needed in every workload namespace (one document each).
+      else if (obj.kind === 'Secret') expect([NAMESPACE, EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]).toContain(obj.metadata.namespace);
       else expect(obj.metadata.namespace, `${file} ${obj.kind}/${obj.metadata.name}`).toBe(namespaceOf(obj));
     }
     expect(deployment.metadata.namespace).toBe(EVENTS_NAMESPACE);
     expect(daemonSet.metadata.namespace).toBe(NAMESPACE);
-    expect(objects.filter(({ obj }) => obj.kind === 'Namespace').map(({ obj }) => obj.metadata.name).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    expect(webhook.metadata.namespace).toBe(WEBHOOK_NAMESPACE);
+    expect(objects.filter(({ obj }) => obj.kind === 'Namespace').map(({ obj }) => obj.metadata.name).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]);
   });
 
   it('labels every object as part of ktrail', () => {
@@ -291,13 +299,15 @@ describe('manifests: Pod Security Standards per namespace', () => {
   const labelsOf = (ns: string) => find(objects, 'Namespace', ns).metadata.labels ?? {};
   const podOf = (w: Workload) => w.spec.template.spec;
 
-  it('ktrail-events enforces, audits and warns at restricted; ktrail enforces privileged (hostPath of the audit agent)', () => {
-    expect(labelsOf(EVENTS_NAMESPACE)).toMatchObject({
-      'pod-security.kubernetes.io/enforce': 'restricted',
-      'pod-security.kubernetes.io/enforce-version': 'latest',
-      'pod-security.kubernetes.io/audit': 'restricted',
-      'pod-security.kubernetes.io/warn': 'restricted',
-    });
+  it('ktrail-events and ktrail-webhook enforce, audit and warn at restricted; ktrail enforces privileged (hostPath of the audit agent)', () => {
+    for (const ns of [EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]) {
+      expect(labelsOf(ns)).toMatchObject({
+        'pod-security.kubernetes.io/enforce': 'restricted',
+        'pod-security.kubernetes.io/enforce-version': 'latest',
+        'pod-security.kubernetes.io/audit': 'restricted',
+        'pod-security.kubernetes.io/warn': 'restricted',
+      });
+    }
     expect(labelsOf(NAMESPACE)['pod-security.kubernetes.io/enforce']).toBe('privileged');
   });
 
@@ -345,7 +355,7 @@ describe('manifests: Pod Security Standards per namespace', () => {
   }
 });
 
-describe('manifests: pod security (both workloads)', () => {
+describe('manifests: pod security (every workload)', () => {
   for (const w of workloads) {
     const name = `${w.kind}/${w.metadata.name}`;
     const pod = w.spec.template.spec;
@@ -611,20 +621,146 @@ describe('manifests: events collector Deployment', () => {
   });
 });
 
-describe('manifests: metrics Services and monitoring', () => {
-  const services = objects.filter(({ obj }) => obj.kind === 'Service').map(({ obj }) => obj as K8sObject & {
-    spec: { clusterIP?: string; publishNotReadyAddresses?: boolean; selector: Record<string, string>; ports: Array<{ name: string; port: number; targetPort: string | number }> };
+describe('manifests: audit webhook Deployment (manifests/audit-webhook)', () => {
+  const pod = webhook.spec.template.spec;
+  const c = mainContainer(webhook);
+  const cfg = loadConfigText(embeddedConfig('ktrail-webhook').text, 'audit-webhook', {
+    env: { NODE_NAME: 'n', POD_NAME: 'p', POD_NAMESPACE: WEBHOOK_NAMESPACE },
+  });
+  const hook = cfg.inputs.find((i) => i.plugin.type === 'audit_webhook')!.config as {
+    port: number;
+    path: string;
+    request_timeout: number;
+    max_concurrent_requests: number;
+    max_body_bytes: number;
+    tls: { enabled: boolean; cert_file: string; key_file: string; client_ca_file?: string };
+  };
+  const mib = (q: string) => {
+    const m = /^(\d+)(Mi|Gi)$/.exec(q);
+    expect(m, q).not.toBeNull();
+    return Number(m![1]) * (m![2] === 'Gi' ? 1024 : 1);
+  };
+
+  it('is a kustomization of its own: nothing of it in the default install, all of it in ktrail-webhook', () => {
+    const base = build('manifests');
+    expect(base.filter(({ obj }) => obj.metadata.labels?.['app.kubernetes.io/component'] === 'audit-webhook')).toEqual([]);
+    const built = build('manifests/audit-webhook');
+    expect(built.map(({ obj }) => `${obj.kind}/${obj.metadata.name}`).sort()).toEqual(
+      ['ConfigMap/ktrail-webhook', 'Deployment/ktrail-webhook', 'Namespace/ktrail-webhook', 'PodDisruptionBudget/ktrail-webhook', 'Service/ktrail-webhook', 'Service/ktrail-webhook-metrics', 'ServiceAccount/ktrail-webhook'].sort(),
+    );
+    for (const { obj } of built) if (obj.kind !== 'Namespace') expect(obj.metadata.namespace).toBe(WEBHOOK_NAMESPACE);
+    // The only input is the webhook: no host files, no Lease.
+    expect(cfg.inputs.map((i) => i.plugin.type)).toEqual(['audit_webhook']);
+    expect(pod.volumes!.some((v) => v.hostPath)).toBe(false);
   });
 
+  it('runs 2+ replicas with no leader, a rollout starts a new receiver before it stops an old one, and prefers different nodes', () => {
+    expect(webhook.spec.replicas).toBeGreaterThanOrEqual(2);
+    expect(webhook.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+    const terms = pod.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(terms).toHaveLength(1);
+    expect(terms[0]!.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(terms[0]!.podAffinityTerm.labelSelector?.matchLabels).toEqual(webhook.spec.selector.matchLabels);
+    expect(pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+  });
+
+  it('has no API access: no role bound to its ServiceAccount and no token mounted', () => {
+    expect(pod.serviceAccountName).toBe('ktrail-webhook');
+    const sa = find<K8sObject & { automountServiceAccountToken?: boolean }>(objects, 'ServiceAccount', 'ktrail-webhook', WEBHOOK_NAMESPACE);
+    expect(sa.automountServiceAccountToken).toBe(false);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    const bindings = objects.filter(({ obj }) => obj.kind === 'ClusterRoleBinding' || obj.kind === 'RoleBinding');
+    expect(bindings.filter(({ obj }) => JSON.stringify(obj).includes('ktrail-webhook'))).toEqual([]);
+  });
+
+  it('the Service ktrail-webhook load-balances port 8443 over the ready receivers, to the port the input listens on', () => {
+    const svc = find<K8sObject & { spec: { type?: string; clusterIP?: string; publishNotReadyAddresses?: boolean; selector: Record<string, string>; ports: Array<{ name: string; port: number; targetPort: string }> } }>(
+      objects,
+      'Service',
+      'ktrail-webhook',
+      WEBHOOK_NAMESPACE,
+    );
+    expect(svc.spec.type ?? 'ClusterIP').toBe('ClusterIP');
+    expect(svc.spec.clusterIP).not.toBe('None');
+    // A stopping or unready pod leaves the endpoints: no new batch is sent to it.
+    expect(svc.spec.publishNotReadyAddresses ?? false).toBe(false);
+    expect(svc.spec.selector).toEqual(webhook.spec.selector.matchLabels);
+    expect(svc.spec.ports).toEqual([{ name: 'webhook', port: 8443, targetPort: 'webhook', protocol: 'TCP' }]);
+    expect(c.ports!.find((p) => p.name === 'webhook')!.containerPort).toBe(hook.port);
+    // The URL docs/deploy.md puts in the apiserver's webhook kubeconfig reaches it.
+    const deployDoc = fs.readFileSync(path.join(REPO, 'docs/deploy.md'), 'utf8');
+    expect(deployDoc).toContain(`server: https://ktrail-webhook.${WEBHOOK_NAMESPACE}.svc:8443${hook.path}`);
+  });
+
+  it('has a PodDisruptionBudget that lets a drain take one receiver at a time', () => {
+    const pdb = find<K8sObject & { spec: { maxUnavailable?: number; selector: { matchLabels: Record<string, string> } } }>(objects, 'PodDisruptionBudget', 'ktrail-webhook');
+    expect(pdb.metadata.namespace).toBe(WEBHOOK_NAMESPACE);
+    expect(pdb.spec.selector.matchLabels).toEqual(webhook.spec.selector.matchLabels);
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(pdb.spec.maxUnavailable!).toBeLessThan(webhook.spec.replicas!);
+  });
+
+  it('serves TLS with mutual TLS from whole Secret volumes (rotation reaches the files): the config names files in them', () => {
+    expect(hook.tls.enabled).toBe(true);
+    const expected: Array<[string | undefined, string, string]> = [
+      [hook.tls.cert_file, 'ktrail-webhook-tls', 'tls.crt'],
+      [hook.tls.key_file, 'ktrail-webhook-tls', 'tls.key'],
+      [hook.tls.client_ca_file, 'ktrail-webhook-client-ca', 'ca.crt'],
+    ];
+    for (const [file, secretName, key] of expected) {
+      expect(file).toBeDefined();
+      const mount = c.volumeMounts!.find((m) => file!.startsWith(`${m.mountPath}/`))!;
+      expect(mount, file).toBeDefined();
+      expect(mount.readOnly).toBe(true);
+      expect(mount.subPath).toBeUndefined();
+      expect(pod.volumes!.find((v) => v.name === mount.name)!.secret?.secretName).toBe(secretName);
+      expect(path.relative(mount.mountPath, file!)).toBe(key);
+    }
+  });
+
+  it('drains within terminationGracePeriodSeconds: preStop sleep, then in-flight requests and the outputs', () => {
+    const preStopSeconds = (c as unknown as { lifecycle?: { preStop?: { sleep?: { seconds: number } } } }).lifecycle?.preStop?.sleep?.seconds ?? 0;
+    expect(preStopSeconds).toBeGreaterThan(0);
+    // In-flight requests (each within request_timeout) finish while the outputs' deadline (shutdown_timeout) runs.
+    const drainMs = Math.max(hook.request_timeout, cfg.service.shutdown_timeout);
+    expect(pod.terminationGracePeriodSeconds! * 1000).toBeGreaterThan(preStopSeconds * 1000 + drainMs + 10_000);
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+  });
+
+  it('keeps its spool on a size-limited emptyDir with room for 3 x spool.max_bytes, and bounds request memory within its limit', () => {
+    const mount = c.volumeMounts!.find((m) => m.mountPath === cfg.service.state_dir)!;
+    const v = pod.volumes!.find((v) => v.name === mount.name)!;
+    expect(v.persistentVolumeClaim).toBeUndefined();
+    expect(v.emptyDir?.medium).toBeUndefined();
+    expect(mib(v.emptyDir!.sizeLimit!) * 1024 * 1024).toBeGreaterThanOrEqual(3 * cfg.spool.max_bytes);
+    // Bodies are held whole and parsed with JSON.parse (~3x): docs/inputs/audit_webhook.md, Memory.
+    expect(hook.max_concurrent_requests * hook.max_body_bytes * 3).toBeLessThanOrEqual(mib(c.resources!.limits!.memory!) * 1024 * 1024);
+  });
+});
+
+describe('manifests: metrics Services and monitoring', () => {
+  type Service = K8sObject & {
+    spec: { type?: string; clusterIP?: string; publishNotReadyAddresses?: boolean; selector: Record<string, string>; ports: Array<{ name: string; port: number; targetPort: string | number; protocol?: string }> };
+  };
+  const allServices = objects.filter(({ obj }) => obj.kind === 'Service').map(({ obj }) => obj as Service);
+  /** The Services Prometheus scrapes: those with a `metrics` port (the webhook's own Service has none). */
+  const services = allServices.filter((s) => s.spec.ports.some((p) => p.name === 'metrics'));
+  /** The workload whose pods a Service selects (exactly one). */
+  const workloadOf = (s: Service) => {
+    const hits = workloads.filter((w) => Object.entries(s.spec.selector).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+    expect(hits, s.metadata.name).toHaveLength(1);
+    return hits[0]!;
+  };
+
   it('has one headless metrics Service per workload, selecting exactly its pods, with Prometheus scrape annotations', () => {
-    expect(services.map((s) => s.metadata.name).sort()).toEqual(['ktrail-audit-agent', 'ktrail-events-collector']);
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(['ktrail-audit-agent', 'ktrail-events-collector', 'ktrail-webhook-metrics']);
+    expect(new Set(services.map(workloadOf))).toEqual(new Set(workloads));
     for (const s of services) {
-      const w = workloads.find((w) => w.metadata.name === s.metadata.name)!;
+      const w = workloadOf(s);
+      expect(s.metadata.namespace).toBe(w.metadata.namespace);
       expect(s.spec.selector).toEqual(w.spec.selector.matchLabels);
       expect(w.spec.template.metadata.labels).toMatchObject(s.spec.selector);
-      // The other workload's pods must not match.
-      const other = workloads.find((o) => o !== w)!;
-      expect(Object.entries(s.spec.selector).every(([k, v]) => other.spec.template.metadata.labels[k] === v)).toBe(false);
+      // The other workloads' pods must not match (workloadOf found exactly one).
       expect(s.spec.clusterIP).toBe('None');
       expect(s.spec.publishNotReadyAddresses).toBe(true);
       const port = mainContainer(w).ports!.find((p) => p.name === 'metrics')!.containerPort;
@@ -635,7 +771,7 @@ describe('manifests: metrics Services and monitoring', () => {
 
   const monitoring = objects.filter(({ obj }) => OPERATOR_KINDS.has(obj.kind));
 
-  it('ServiceMonitor selects both metrics Services by their labels and scrapes the metrics port', () => {
+  it('ServiceMonitor selects every metrics Service by its labels and scrapes the metrics port', () => {
     const sm = find<K8sObject & { spec: Record<string, unknown> }>(monitoring, 'ServiceMonitor', 'ktrail');
     expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
     const spec = sm.spec as {
@@ -644,8 +780,8 @@ describe('manifests: metrics Services and monitoring', () => {
       endpoints: Array<{ port: string; path: string; interval: string }>;
     };
     expect(Object.keys(sm.spec).sort()).toEqual(['endpoints', 'namespaceSelector', 'selector']);
-    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
-    expect(services.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    expect(spec.namespaceSelector.matchNames).toEqual([NAMESPACE, EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]);
+    expect(services.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]);
     const selects = (labels: Record<string, string>) =>
       Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v) &&
       spec.selector.matchExpressions.every((e) => e.operator === 'In' && e.values.includes(labels[e.key]!));
@@ -742,7 +878,7 @@ describe('manifests: the example Secret', () => {
   const examples = objects.filter(({ file }: LoadedObject) => file.startsWith('manifests/examples/'));
   it('is clearly a placeholder: stringData only, every value marks itself as one; one copy in each workload namespace', () => {
     const secrets = examples.filter(({ obj }) => obj.kind === 'Secret').map(({ obj }) => obj as K8sObject & { stringData: Record<string, string>; data?: unknown; type: string });
-    expect(secrets.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE]);
+    expect(secrets.map((s) => s.metadata.namespace).sort()).toEqual([NAMESPACE, EVENTS_NAMESPACE, WEBHOOK_NAMESPACE]);
     for (const s of secrets) {
       expect(s.type).toBe('Opaque');
       expect(s.data).toBeUndefined();
@@ -750,7 +886,7 @@ describe('manifests: the example Secret', () => {
       expect(s.stringData).toEqual(secrets[0]!.stringData);
     }
     for (const w of workloads) {
-      const v = w.spec.template.spec.volumes!.find((v) => v.secret)!;
+      const v = w.spec.template.spec.volumes!.find((v) => v.secret?.secretName === 'ktrail-output-credentials')!;
       // A pod can mount only a Secret of its own namespace.
       const s = find(objects, 'Secret', v.secret!.secretName, w.metadata.namespace);
       expect(s.metadata.namespace).toBe(w.metadata.namespace);

@@ -116,6 +116,36 @@ describe('spool', () => {
     spool.close();
   });
 
+  it('headroom: a caller with one is full that many bytes early (block and drop_newest); a caller without one still fits', async () => {
+    const spool = new Spool({ stateDir: tmp(), maxBytes: 1000 });
+    const first = spool.append({ input: 'files', records: recs(0, 10), routes: ['o'] });
+    const used = spool.bytes;
+    expect(used).toBeGreaterThan(100);
+    expect(used).toBeLessThan(500);
+    const headroom = 1000 - used - 50; // the files input may add 50 bytes more, the webhook up to 1000
+    expect(spool.isFull(60, headroom)).toBe(true);
+    expect(spool.isFull(40, headroom)).toBe(false);
+    expect(spool.isFull(60)).toBe(false);
+    expect(spool.isFull(1000 - used + 1)).toBe(true);
+    // drop_newest with the headroom drops; the same batch without one is stored.
+    const batch = recs(10, 3);
+    const size = encodeBatchBytes(batch).length;
+    expect(size).toBeGreaterThan(50);
+    expect(spool.append({ input: 'files', records: batch, routes: ['o'], dropWhenFull: true, headroomBytes: headroom })).toMatchObject({ batchId: undefined, dropped: 3 });
+    const hook = spool.append({ input: 'hook', records: batch, routes: ['o'], dropWhenFull: true });
+    expect(hook.dropped).toBe(0);
+    // block: the waiter with the headroom wakes only once the ack has made room below it.
+    let resumed = false;
+    const waiting = spool.waitForSpace(size, undefined, headroom).then(() => (resumed = true));
+    spool.ack('o', [hook.batchId!]);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(resumed).toBe(false); // back to `used`: still no room for `size` below the headroom
+    spool.ack('o', [first.batchId!]);
+    await waiting;
+    expect(resumed).toBe(true);
+    spool.close();
+  });
+
   it('survives reopen: byte and record totals are recomputed from the tables', () => {
     const dir = tmp();
     const s1 = new Spool({ stateDir: dir, maxBytes: 1e9 });

@@ -17,8 +17,10 @@ import { auditWebhookEvent, auditWebhookMetrics } from './telemetry.ts';
  * transaction); the answer is 2xx only after that emit resolved. Anything an
  * authenticated client sent that is not an event is dead-lettered and still
  * answered 2xx, because the apiserver resends a refused body 5 times and then
- * drops it: a 4xx would lose the good events with the bad. Refusals (413, 429)
- * are counted as batches at risk.
+ * drops it: a 4xx would lose the good events with the bad. Refusals (413, 429,
+ * 503) are counted as batches at risk. The spool keeps a reserve for this
+ * input (spool_headroom): other inputs pause before it is touched, and only
+ * when it too is used up is a request refused (429, at once).
  */
 
 const LOG_EVERY_MS = 10_000;
@@ -46,15 +48,10 @@ export class AuditWebhookInput implements Input {
   #lastLog = new Map<string, number>();
   #suppressed = new Map<string, number>();
 
+  /** `cfg` passed validation: it names a client CA or a token, or allows unauthenticated requests. */
   constructor(cfg: AuditWebhookConfig, ctx: InputContext) {
     this.#cfg = cfg;
     this.#ctx = ctx;
-    if (cfg.tls.client_ca_file === undefined && cfg.bearer_token_file === undefined && !cfg.allow_unauthenticated) {
-      throw new KtrailError(
-        ErrorCode.CONFIG_INVALID,
-        `inputs.${ctx.name}: neither tls.client_ca_file nor bearer_token_file is set; set one (or allow_unauthenticated: true) to accept requests`,
-      );
-    }
   }
 
   async start(): Promise<void> {
@@ -281,10 +278,11 @@ export class AuditWebhookInput implements Input {
     const bodyDone = performance.now();
     const batch = this.#toBatch(body, url.pathname, req.socket.remoteAddress ?? '');
     const deadline = Math.max(0, this.#cfg.request_timeout - (bodyDone - startMs));
-    // The emit is never abandoned: if the deadline passes first the batch still commits
-    // (the apiserver's resend then carries the same ids and dedupes at the sink).
-    const emitted = this.#ctx.emit(batch).then(
-      () => 'ok' as const,
+    // A full spool never makes this wait: the emit refuses at once (nothing committed) when even
+    // the reserve (spool_headroom) is used up. The deadline only bounds slow processors; an emit
+    // past it is not abandoned and still commits (the resend carries the same ids, which dedupe).
+    const emitted = this.#ctx.emit({ ...batch, refuseWhenFull: true }).then(
+      (res) => (res.refusedFull === true ? ('full' as const) : ('ok' as const)),
       (err: unknown) => err,
     );
     this.#track(emitted.then(() => undefined));
@@ -294,7 +292,8 @@ export class AuditWebhookInput implements Input {
     });
     const r = await Promise.race([emitted, timedOut]);
     clearTimeout(timer);
-    if (r === 'timeout') return this.#refuse('spool_full', 429);
+    if (r === 'full') return this.#refuse('spool_full', 429);
+    if (r === 'timeout') return this.#refuse('commit_timeout', 503);
     if (r !== 'ok') throw r;
     auditWebhookMetrics(this.#ctx.metrics).commitSeconds.observe({ input }, (performance.now() - bodyDone) / 1000);
     return { status: 200, body: '{"status":"ok"}\n', headers: { 'content-type': 'application/json' } };

@@ -33,7 +33,7 @@ const tls = z
     if (t.key_file === undefined) ctx.addIssue({ code: 'custom', path: ['key_file'], message: 'required when tls.enabled is true (set tls.enabled: false for a plaintext listener in local tests)' });
   });
 
-// Field-level checks only: the loader extends this object with the common keys.
+// The loader extends this object with the common keys (zod keeps the refinement below).
 const schema = z.strictObject({
   address: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
   port: z.int().min(0).max(65535).default(8443).describe('Port to listen on (0: any free port; the bound port is logged as `audit webhook listening`).'),
@@ -56,16 +56,41 @@ const schema = z.strictObject({
   request_timeout: duration()
     .refine((v) => v >= 100, 'must be at least 100ms')
     .default(25_000)
-    .describe("Longest time from a request's start to its answer; a commit not done by then (spool full) is answered 429 with Retry-After. Below the apiserver's 30s deadline."),
+    .describe("Longest time from a request's start to its answer: the body must arrive within it, and a commit that processors keep from finishing by then is answered 503 with Retry-After. Below the apiserver's 30s deadline."),
   retry_after: duration()
     .refine((v) => v >= 1000, 'must be at least 1s')
     .default(5000)
-    .describe('Retry-After sent with a 429 (rounded up to whole seconds).'),
+    .describe('Retry-After sent with a 429/503 (rounded up to whole seconds).'),
+  spool_headroom: z
+    .number()
+    .min(0)
+    .max(0.9)
+    .default(0.2)
+    .describe(
+      'Share of `spool.max_bytes` kept for this input: every other input sees the spool full this much earlier and pauses (`when_full: block`), while the webhook still commits. Only at the hard limit is a request answered 429 with Retry-After, at once. The reserves of all audit_webhook inputs add up (at most 0.9).',
+    ),
   allow_unauthenticated: z
     .boolean()
     .default(false)
-    .describe('Accept requests with neither `tls.client_ca_file` nor `bearer_token_file` configured. Without it such a config is refused at start.'),
-});
+    .describe('Accept requests with neither `tls.client_ca_file` nor `bearer_token_file` configured (local tests). Without it such a config fails validation.'),
+})
+  // Runs even when other keys failed (`when`), so this problem is reported with theirs.
+  .superRefine(
+    (c, ctx) => {
+      const given = c as { tls?: unknown; bearer_token_file?: unknown; allow_unauthenticated?: unknown };
+      const ca = typeof given.tls === 'object' && given.tls !== null ? (given.tls as { client_ca_file?: unknown }).client_ca_file : undefined;
+      if (ca !== undefined || given.bearer_token_file !== undefined || given.allow_unauthenticated === true) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls', 'client_ca_file'],
+        message: 'neither tls.client_ca_file nor bearer_token_file is set, so anyone who reaches the port could write audit events',
+        params: {
+          fix: "set tls.client_ca_file to the CA of the apiserver's client certificate (mutual TLS) and/or bearer_token_file to a file with its token; allow_unauthenticated: true only for local tests",
+        },
+      });
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 export type AuditWebhookConfig = z.output<typeof schema>;
 
@@ -77,8 +102,9 @@ export const auditWebhookInput: InputPlugin<typeof schema> = {
   metrics: auditWebhookMetrics,
   logEvents: auditWebhookLogEvents,
   create: (cfg, ctx) => new AuditWebhookInput(cfg, ctx),
+  spoolHeadroom: (cfg) => cfg.spool_headroom,
   inspect: (cfg) => ({
-    warnings: cfg.tls.client_ca_file === undefined && cfg.bearer_token_file === undefined && !cfg.allow_unauthenticated ? ['audit_webhook: neither tls.client_ca_file nor bearer_token_file is set; the input refuses to start (set allow_unauthenticated: true to accept anyone)'] : [],
+    warnings: cfg.allow_unauthenticated && cfg.tls.client_ca_file === undefined && cfg.bearer_token_file === undefined ? ['audit_webhook: allow_unauthenticated is set and neither tls.client_ca_file nor bearer_token_file: anyone who reaches the port can write audit events'] : [],
     notes: [],
   }),
 };

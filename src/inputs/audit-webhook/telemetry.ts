@@ -11,7 +11,7 @@ export const auditWebhookMetrics = pluginMetrics('audit_webhook', (registers) =>
   commitSeconds: new Histogram({ name: 'ktrail_audit_webhook_commit_duration_seconds', help: 'Time from the end of the request body to the spool commit (the 2xx answer).', labelNames: ['input'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
   batchesAtRisk: new Counter({
     name: 'ktrail_audit_webhook_batches_at_risk_total',
-    help: 'Batches refused (413 oversize, 429 spool full or too many requests): the apiserver retries a refused batch 5 times and then drops it, by reason.',
+    help: 'Batches refused, by reason (413 oversize; 429 spool_full: even the webhook reserve is used up, too_many_requests; 503 stopping, commit_timeout): the apiserver retries a refused batch 5 times and then drops it.',
     labelNames: ['input', 'reason'],
     registers,
   }),

@@ -1,36 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { auditLine } from '../../helpers/audit-events.ts';
+import { makeCerts } from '../../helpers/certs.ts';
 import { ChildAgent, auditId, tmpDir, waitFor } from '../audit-file/harness.ts';
 
-/** Certificates made with openssl in `dir`: a CA, a server cert for 127.0.0.1, a client cert, and a stranger CA's client cert. */
-export function makeCerts(dir: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  const ca = (name: string) => openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.pem`);
-  const cert = (name: string, caName: string, ext: string) => {
-    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
-    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
-  };
-  ca('ca');
-  ca('other-ca');
-  cert('server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  cert('server2', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  cert('apiserver', 'ca', 'extendedKeyUsage=clientAuth\n');
-  cert('stranger', 'other-ca', 'extendedKeyUsage=clientAuth\n');
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { makeCerts };
 
 /** One Go-shaped audit event for sequence number `seq`. */
 export function event(seq: number, padBytes = 0): Record<string, unknown> {
@@ -56,13 +32,16 @@ export interface Env {
   stateDir: string;
   outFile: string;
   cfgFile: string;
+  /** The port the last agent started by `startAgent` listens on (each start binds port 0 anew). */
   port: number;
 }
 
-export async function setup(input: Record<string, unknown> = {}, opts: { certs?: boolean } = {}): Promise<Env> {
+export function setup(input: Record<string, unknown> = {}, opts: { certs?: boolean } = {}): Env {
   const dir = tmpDir();
   if (opts.certs !== false) makeCerts(dir);
-  const port = await freePort();
+  // Port 0: the agent binds a free port itself and logs it (`audit webhook listening`), so no
+  // other process can take the port between choosing it and listening on it.
+  const port = 0;
   const stateDir = path.join(dir, 'state');
   const outFile = path.join(dir, 'out', 'sink.ndjson');
   const cfg = {
@@ -88,11 +67,25 @@ export async function setup(input: Record<string, unknown> = {}, opts: { certs?:
   return { dir, stateDir, outFile, cfgFile, port };
 }
 
+/** Starts an agent on `env`'s config and sets `env.port` to the port its webhook bound. */
 export async function startAgent(env: Env): Promise<ChildAgent> {
   const a = new ChildAgent(env.cfgFile);
-  await waitFor(() => a.stderr.includes('audit webhook listening') || a.child.exitCode !== null, 20_000, 'webhook listening');
-  if (!a.stderr.includes('audit webhook listening')) throw new Error(`agent did not start: ${a.stderr}`);
+  await waitFor(() => listeningPort(a.stderr) !== undefined || a.child.exitCode !== null, 20_000, 'webhook listening');
+  const port = listeningPort(a.stderr);
+  if (port === undefined) throw new Error(`agent did not start: ${a.stderr}`);
+  env.port = port;
   return a;
+}
+
+/** The port of the `audit webhook listening` log line (a JSON line), once the whole line is there. */
+export function listeningPort(stderr: string): number | undefined {
+  // The last piece may be a line still being written: only complete lines count.
+  for (const line of stderr.split('\n').slice(0, -1)) {
+    if (!line.includes('audit webhook listening')) continue;
+    const port = (JSON.parse(line) as { port?: unknown }).port;
+    if (typeof port === 'number' && port > 0) return port;
+  }
+  return undefined;
 }
 
 export interface ClientOpts {

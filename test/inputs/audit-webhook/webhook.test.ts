@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
@@ -18,7 +20,7 @@ async function metrics(a: { metricsUrl(): Promise<string> }): Promise<string> {
 
 describe('audit_webhook', () => {
   it('loses no event the client did not drop while the agent is SIGKILLed 5 times (100k events, mTLS)', async () => {
-    const env = await setup();
+    const env = setup();
     let agent = await startAgent(env);
     agents.push(agent);
     const total = 100_000;
@@ -28,7 +30,8 @@ describe('audit_webhook', () => {
     const dropped = new Set<number>();
     let next = 0;
     let sent = 0;
-    const client = { port: env.port, dir: env.dir };
+    // Each restart binds a new port: the client follows it, as the apiserver follows the Service.
+    const client = { get port() { return env.port; }, dir: env.dir };
     const worker = async () => {
       while (next < batches.length) {
         const b = batches[next++]!;
@@ -59,7 +62,7 @@ describe('audit_webhook', () => {
   }, 90_000);
 
   it('stores the same record JSON and id as audit_file would (the event as the apiserver writes it)', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const e = event(7);
@@ -72,7 +75,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('dead-letters a non-JSON body and a non-EventList body whole, answering 2xx', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const c = { port: env.port, dir: env.dir };
@@ -90,7 +93,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('dead-letters an event without auditID and accepts the rest', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const bad = event(2);
@@ -107,7 +110,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('answers 413 to a body over max_body_bytes, counts it at risk, and keeps taking other bodies', async () => {
-    const env = await setup({ max_body_bytes: '1MiB' });
+    const env = setup({ max_body_bytes: '1MiB' });
     const a = await startAgent(env);
     agents.push(a);
     const c = { port: env.port, dir: env.dir };
@@ -123,7 +126,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('default max_body_bytes takes 400 RequestResponse events of 100KiB', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const body = eventList(Array.from({ length: 400 }, (_, i) => event(i, 100 * 1024)));
@@ -133,7 +136,7 @@ describe('audit_webhook', () => {
   }, 40_000);
 
   it('answers 403 without a client certificate or with one from another CA, and 401 with a wrong bearer token; counted', async () => {
-    const env = await setup();
+    const env = setup();
     const tokenFile = path.join(env.dir, 'token');
     fs.writeFileSync(tokenFile, 's3cr3t-t0ken\n');
     const cfg = fs.readFileSync(env.cfgFile, 'utf8').replace('"type":"audit_webhook"', `"type":"audit_webhook","bearer_token_file":${JSON.stringify(tokenFile)}`);
@@ -155,7 +158,7 @@ describe('audit_webhook', () => {
   }, 30_000);
 
   it('serves a rotated certificate without a restart', async () => {
-    const env = await setup();
+    const env = setup();
     const a = await startAgent(env);
     agents.push(a);
     const peerSerial = () =>
@@ -174,6 +177,54 @@ describe('audit_webhook', () => {
     const after = await peerSerial();
     expect(after).not.toBe(before);
     expect((await post({ port: env.port, dir: env.dir }, eventList([event(1)]))).status).toBe(200);
+  }, 30_000);
+
+  it('drains on SIGTERM: new connections are refused, the request in flight is answered 200 after its commit, exit 0', async () => {
+    const env = setup();
+    const a = await startAgent(env);
+    agents.push(a);
+    const metricsUrl = await a.metricsUrl();
+    const seqs = Array.from({ length: 50 }, (_, i) => i);
+    const body = eventList(seqs.map((s) => event(s)));
+    const half = Math.floor(body.length / 2);
+    // Headers and half the body now, the rest after SIGTERM: the request is in flight across the stop.
+    const req = https.request({
+      host: '127.0.0.1',
+      port: env.port,
+      method: 'POST',
+      path: '/audit?timeout=30s',
+      ca: fs.readFileSync(path.join(env.dir, 'ca.pem')),
+      cert: fs.readFileSync(path.join(env.dir, 'apiserver.pem')),
+      key: fs.readFileSync(path.join(env.dir, 'apiserver.key')),
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      agent: false,
+    });
+    const answer = new Promise<number>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+    });
+    req.write(body.slice(0, half));
+    await waitFor(async () => metricValue(await fetchMetrics(metricsUrl), 'ktrail_audit_webhook_in_flight_requests') === 1, 10_000, 'the request in flight');
+    a.kill('SIGTERM');
+    const refused = () =>
+      new Promise<boolean>((resolve) => {
+        const s = net.connect(env.port, '127.0.0.1');
+        s.once('connect', () => {
+          s.destroy();
+          resolve(false);
+        });
+        s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+      });
+    await waitFor(refused, 10_000, 'the listener to close');
+    expect(a.child.exitCode).toBeNull();
+    req.end(body.slice(half));
+    expect(await answer).toBe(200);
+    expect(await a.exited).toBe(0);
+    // Committed before the answer, and delivered by the outputs' drain before the exit.
+    expect(sinkIds(env.outFile)).toEqual(new Set(seqs.map((s) => `${auditId(s)}:ResponseComplete`)));
   }, 30_000);
 
   it('refuses a TLS config without cert files at validation, naming the keys', async () => {
