@@ -276,7 +276,7 @@ export class AuditWebhookInput implements Input {
     }
     if (body === 'aborted') return { status: 400, body: 'aborted\n' };
     const bodyDone = performance.now();
-    const batch = this.#toBatch(body, url.pathname, req.socket.remoteAddress ?? '');
+    const { batch, count } = this.#toBatch(body, url.pathname, req.socket.remoteAddress ?? '');
     const deadline = Math.max(0, this.#cfg.request_timeout - (bodyDone - startMs));
     // A full spool never makes this wait: the emit refuses at once (nothing committed) when even
     // the reserve (spool_headroom) is used up. The deadline only bounds slow processors; an emit
@@ -285,7 +285,8 @@ export class AuditWebhookInput implements Input {
       (res) => (res.refusedFull === true ? ('full' as const) : ('ok' as const)),
       (err: unknown) => err,
     );
-    this.#track(emitted.then(() => undefined));
+    // Counted when committed, also when that is after the deadline (a 503 the resend dedupes).
+    this.#track(emitted.then((res) => void (res === 'ok' && count())));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), deadline);
@@ -340,7 +341,12 @@ export class AuditWebhookInput implements Input {
     });
   }
 
-  #toBatch(body: Buffer, path: string, remote: string): EmitBatch {
+  /**
+   * The body as records and dead letters, and `count`, which counts them in the
+   * metrics once the batch is committed (a refused body is counted when a resend
+   * of it is taken, not on every try).
+   */
+  #toBatch(body: Buffer, path: string, remote: string): { batch: EmitBatch; count: () => void } {
     const { metrics, telemetry } = this.#ctx;
     const input = this.#ctx.name;
     const nowMs = Date.now();
@@ -348,13 +354,15 @@ export class AuditWebhookInput implements Input {
     const source = (length: number, offset = 0) => ({ file: `audit_webhook ${remote} POST ${path}`, offset, length });
     const deadLetters: InputDeadLetter[] = [];
     const records: LogRecord[] = [];
-    const whole = (code: string, why: string): EmitBatch => {
-      auditWebhookMetrics(metrics).badRequests.inc({ input, reason: code });
-      telemetry.discarded(code, 1);
-      this.#logLimited(`bad-${code}`, 'warn', { event: auditWebhookEvent.bad_body, reason: why, bytes: body.length, remote }, 'audit webhook: body is not an EventList; stored whole as a dead letter');
+    const whole = (code: string, why: string) => ({
       // Logged (rate-limited) and redact-checked with every other dead letter by the pipeline.
-      return { records: [], deadLetters: [{ code, reason: `${code}: ${why} (${body.length} bytes from ${remote})`, data: body, recordId: bodyId, source: source(body.length) }] };
-    };
+      batch: { records: [], deadLetters: [{ code, reason: `${code}: ${why} (${body.length} bytes from ${remote})`, data: body, recordId: bodyId, source: source(body.length) }] },
+      count: () => {
+        auditWebhookMetrics(metrics).badRequests.inc({ input, reason: code });
+        telemetry.discarded(code, 1);
+        this.#logLimited(`bad-${code}`, 'warn', { event: auditWebhookEvent.bad_body, reason: why, bytes: body.length, remote }, 'audit webhook: body is not an EventList; stored whole as a dead letter');
+      },
+    });
     let doc: unknown;
     try {
       doc = JSON.parse(body.toString('utf8'));
@@ -379,15 +387,17 @@ export class AuditWebhookInput implements Input {
       invalid++;
       deadLetters.push({ code: 'invalid_event', reason: `invalid_event: ${p.error} (item ${i} of ${items.length} from ${remote})`, data: raw, recordId: `${bodyId}:${i}`, source: source(raw.length, i) });
     });
-    auditWebhookMetrics(metrics).events.inc({ input }, items.length);
-    auditWebhookMetrics(metrics).batchEvents.observe({ input }, items.length);
-    if (records.length > 0) telemetry.received(records.length, bytes);
-    if (invalid > 0) {
-      auditWebhookMetrics(metrics).badRequests.inc({ input, reason: 'invalid_event' }, invalid);
-      telemetry.discarded('invalid_event', invalid);
-      this.#logLimited('bad-invalid_event', 'warn', { event: auditWebhookEvent.invalid_events, invalid, items: items.length, remote }, 'audit webhook: events without auditID/stage dead-lettered; the rest accepted');
-    }
-    return { records, deadLetters: deadLetters.length > 0 ? deadLetters : undefined };
+    const count = () => {
+      auditWebhookMetrics(metrics).events.inc({ input }, items.length);
+      auditWebhookMetrics(metrics).batchEvents.observe({ input }, items.length);
+      if (records.length > 0) telemetry.received(records.length, bytes);
+      if (invalid > 0) {
+        auditWebhookMetrics(metrics).badRequests.inc({ input, reason: 'invalid_event' }, invalid);
+        telemetry.discarded('invalid_event', invalid);
+        this.#logLimited('bad-invalid_event', 'warn', { event: auditWebhookEvent.invalid_events, invalid, items: items.length, remote }, 'audit webhook: events without auditID/stage dead-lettered; the rest accepted');
+      }
+    };
+    return { batch: { records, deadLetters: deadLetters.length > 0 ? deadLetters : undefined }, count };
   }
 }
 

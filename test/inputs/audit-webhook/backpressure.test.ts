@@ -93,6 +93,8 @@ describe('audit_webhook backpressure', () => {
     expect(r.agent.spool.records).toBe(accepted.length * 20);
     expect(await value(r.metrics, 'ktrail_audit_webhook_batches_at_risk_total', { reason: 'spool_full' })).toBe(1);
     expect(await value(r.metrics, 'ktrail_audit_webhook_requests_total', { code: '429' })).toBe(1);
+    // Events are counted once taken: the refused body is not, until its resend is.
+    expect(await value(r.metrics, 'ktrail_audit_webhook_events_total', {})).toBe(accepted.length * 20);
 
     r.gate.set('open');
     await waitFor(() => r.agent.spool.records === 0, 15_000, 'the spool to drain');
@@ -100,6 +102,7 @@ describe('audit_webhook backpressure', () => {
     const want = [...accepted.flat(), ...refused!.seqs].map(idOf);
     await waitFor(() => new Set(r.gate.delivered).size === want.length, 15_000, 'every event delivered');
     expect(new Set(r.gate.delivered)).toEqual(new Set(want));
+    expect(await value(r.metrics, 'ktrail_audit_webhook_events_total', {})).toBe(want.length);
   }, 60_000);
 
   it('keeps its reserve: a file input pauses at max_bytes minus the headroom while the webhook still commits', async () => {
