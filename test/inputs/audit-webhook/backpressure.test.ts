@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -8,7 +7,7 @@ import { Agent } from '../../../src/pipeline/agent.ts';
 import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
 import { Gate, gatedOutputPlugin } from '../../support/gated-output.ts';
 import { auditId, line, removeTmpDirs, tmpDir, waitFor } from '../audit-file/harness.ts';
-import { event, eventList, listeningPort, makeCerts, post } from './support.ts';
+import { event, eventList, listeningPort, makeCerts, post, postHalf } from './support.ts';
 
 /**
  * The webhook under a full spool, in-process: a real agent (spool, runner,
@@ -153,31 +152,7 @@ describe('audit_webhook backpressure', () => {
     const r = await start({ maxBytes: '64MiB', hook: { max_concurrent_requests: 2 } });
     r.gate.set('open');
     // Two requests whose bodies arrive only half: both are in flight until the test ends them.
-    const held = [range(0, 10), range(10, 10)].map((seqs) => {
-      const body = eventList(seqs.map((s) => event(s)));
-      const half = Math.floor(body.length / 2);
-      let answer!: Promise<number>;
-      const req = https.request({
-        host: '127.0.0.1',
-        port: r.port,
-        method: 'POST',
-        path: '/',
-        ca: fs.readFileSync(path.join(r.dir, 'ca.pem')),
-        cert: fs.readFileSync(path.join(r.dir, 'apiserver.pem')),
-        key: fs.readFileSync(path.join(r.dir, 'apiserver.key')),
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        agent: false,
-      });
-      answer = new Promise((resolve, reject) => {
-        req.on('response', (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('error', reject);
-      });
-      req.write(body.slice(0, half));
-      return { seqs, answer, finish: () => req.end(body.slice(half)) };
-    });
+    const held = [range(0, 10), range(10, 10)].map((seqs) => postHalf({ port: r.port, dir: r.dir, path: '/' }, eventList(seqs.map((s) => event(s)))));
     await waitFor(async () => (await value(r.metrics, 'ktrail_audit_webhook_in_flight_requests')) === 2, 15_000, 'two requests in flight');
     const extra = range(20, 10);
     const third = await post({ port: r.port, dir: r.dir }, eventList(extra.map((s) => event(s))));

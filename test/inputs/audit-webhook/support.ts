@@ -125,6 +125,34 @@ export function post(o: ClientOpts, body: string | Buffer): Promise<{ status: nu
 }
 
 /**
+ * A POST whose headers and first half of the body are sent now, and the rest
+ * when `finish` is called: a request held in flight (concurrency, drain).
+ */
+export function postHalf(o: ClientOpts, body: string): { answer: Promise<number>; finish: () => void } {
+  const half = Math.floor(body.length / 2);
+  const req = https.request({
+    host: '127.0.0.1',
+    port: o.port,
+    method: 'POST',
+    path: o.path ?? '/audit?timeout=30s',
+    ca: fs.readFileSync(path.join(o.dir, 'ca.pem')),
+    cert: fs.readFileSync(path.join(o.dir, 'apiserver.pem')),
+    key: fs.readFileSync(path.join(o.dir, 'apiserver.key')),
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    agent: false,
+  });
+  const answer = new Promise<number>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+  req.write(body.slice(0, half));
+  return { answer, finish: () => req.end(body.slice(half)) };
+}
+
+/**
  * The apiserver's batch backend's rules: only 200–206 is success; ANY error
  * (status, refused connection, TLS, timeout) is retried, up to 5 attempts with
  * backoff ×1.5, then the batch is dropped (and reported as such).

@@ -1,11 +1,10 @@
 import fs from 'node:fs';
-import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { auditId, childAgentsKilledAfterEach, fetchMetrics, metricValue, readSink, waitFor } from '../audit-file/harness.ts';
-import { deadLetters, event, eventList, post, sendLikeApiserver, setup, startAgent } from './support.ts';
+import { deadLetters, event, eventList, post, postHalf, sendLikeApiserver, setup, startAgent } from './support.ts';
 
 /** audit_webhook against a real agent process, over HTTPS with certificates made by openssl. */
 const agents = childAgentsKilledAfterEach();
@@ -186,27 +185,8 @@ describe('audit_webhook', () => {
     const metricsUrl = await a.metricsUrl();
     const seqs = Array.from({ length: 50 }, (_, i) => i);
     const body = eventList(seqs.map((s) => event(s)));
-    const half = Math.floor(body.length / 2);
     // Headers and half the body now, the rest after SIGTERM: the request is in flight across the stop.
-    const req = https.request({
-      host: '127.0.0.1',
-      port: env.port,
-      method: 'POST',
-      path: '/audit?timeout=30s',
-      ca: fs.readFileSync(path.join(env.dir, 'ca.pem')),
-      cert: fs.readFileSync(path.join(env.dir, 'apiserver.pem')),
-      key: fs.readFileSync(path.join(env.dir, 'apiserver.key')),
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      agent: false,
-    });
-    const answer = new Promise<number>((resolve, reject) => {
-      req.on('response', (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', reject);
-    });
-    req.write(body.slice(0, half));
+    const held = postHalf({ port: env.port, dir: env.dir }, body);
     await waitFor(async () => metricValue(await fetchMetrics(metricsUrl), 'ktrail_audit_webhook_in_flight_requests') === 1, 10_000, 'the request in flight');
     a.kill('SIGTERM');
     const refused = () =>
@@ -220,8 +200,8 @@ describe('audit_webhook', () => {
       });
     await waitFor(refused, 10_000, 'the listener to close');
     expect(a.child.exitCode).toBeNull();
-    req.end(body.slice(half));
-    expect(await answer).toBe(200);
+    held.finish();
+    expect(await held.answer).toBe(200);
     expect(await a.exited).toBe(0);
     // Committed before the answer, and delivered by the outputs' drain before the exit.
     expect(sinkIds(env.outFile)).toEqual(new Set(seqs.map((s) => `${auditId(s)}:ResponseComplete`)));
