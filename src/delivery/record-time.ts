@@ -38,16 +38,16 @@ const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:
 /**
  * Nanoseconds since the epoch as a decimal string, exact to the digits the
  * text has (`2026-12-07T10:00:00.123456789Z`: a Number holds only about 15.9
- * digits, so the sum is done in BigInt). Undefined when the text is not
- * RFC 3339.
+ * digits). The whole seconds and the fraction are written side by side, so
+ * no arithmetic can round. Undefined when the text is not RFC 3339 or is
+ * before 1970.
  */
 export function unixNanos(text: string): string | undefined {
   const m = RFC3339.exec(text);
   if (m === null) return undefined;
   const ms = Date.parse(`${m[1]}${m[3]}`);
-  if (!Number.isFinite(ms)) return undefined;
-  const frac = m[2] === undefined ? 0n : BigInt(m[2].padEnd(9, '0'));
-  return (BigInt(ms) * 1_000_000n + frac).toString();
+  if (!Number.isFinite(ms) || ms < 1000) return undefined;
+  return `${ms / 1000}${m[2] === undefined ? '000000000' : m[2].padEnd(9, '0')}`;
 }
 
 /** ms since the epoch as nanoseconds, a decimal string. */

@@ -190,7 +190,7 @@ export const otlpHttpOutput: OutputPlugin<typeof schema> = {
   type: 'otlp_http',
   description: 'OpenTelemetry Protocol over HTTP (/v1/logs), protobuf or JSON: records as LogRecords with Kubernetes semantic-convention attributes.',
   schema,
-  delivery: { batch: { max_bytes: 4 * 1024 * 1024, max_records: 5000, flush_interval: 1000 }, concurrency: 4, request_timeout: 30_000 },
+  delivery: { batch: { max_bytes: 1024 * 1024, max_records: 5000, flush_interval: 1000 }, concurrency: 4, request_timeout: 30_000 },
   create: (cfg, ctx) => new OtlpHttpOutput(cfg, ctx),
   metrics: otlpHttpMetrics,
   logEvents: otlpHttpLogEvents,
