@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { unixNanos } from '../../src/delivery/record-time.ts';
 import type { SpooledRecord } from '../../src/pipeline/record.ts';
+import { ktrail } from '../cli/check-support.ts';
 import { FakeOtlpReceiver, type DecodedLog } from '../helpers/otlp-server.ts';
 import { auditId, ChildAgent, line } from '../inputs/audit-file/harness.ts';
 import { counterValue, deadLetters, makeAgent, makeRecords, outbound, startOutput, tempDir, until } from './support/harness.ts';
@@ -203,13 +203,6 @@ describe('otlp_http output: mapping, decoded by a receiver with the official pro
     expect(BigInt(raw.observedTimeUnixNano)).toBeGreaterThanOrEqual(before);
   });
 
-  it('nanosecond times are exact, with offsets and without fractions', () => {
-    expect(unixNanos('2026-12-07T10:00:00.123456789Z')).toBe('1796637600123456789');
-    expect(unixNanos('2026-12-07T12:00:00.5+02:00')).toBe('1796637600500000000');
-    expect(unixNanos('2026-12-07T10:00:00Z')).toBe('1796637600000000000');
-    expect(unixNanos('yesterday')).toBeUndefined();
-  });
-
   it('configured headers are sent (inline and from a file, re-read when it changes), under a custom path', async () => {
     const s = await receiver();
     const dir = tempDir(cleanups);
@@ -309,6 +302,43 @@ describe('otlp_http output: answers', () => {
     expect(s.logs.length).toBe(accepted.size);
     expect(dl.map((d) => d.output)).toEqual(Array(20).fill('otel'));
   });
+});
+
+describe('otlp_http output: check --connect', () => {
+  it('posts an empty export: ok when accepted, FAILED with the reason for a refused key, a wrong path or no receiver', async () => {
+    const s = await receiver();
+    s.requireHeader = ['x-api-key', 'right-key'];
+    const dir = tempDir(cleanups);
+    fs.mkdirSync(path.join(dir, 'logs'));
+    const file = path.join(dir, 'ktrail.yaml');
+    const out = (name: string, extra: string) => `  ${name}: { type: otlp_http, endpoint: ${JSON.stringify(s.url)}${extra} }`;
+    fs.writeFileSync(
+      file,
+      [
+        `service: { state_dir: ${JSON.stringify(path.join(dir, 'state'))} }`,
+        `inputs: { audit: { type: audit_file, paths: [${JSON.stringify(`${dir}/logs/audit*.log*`)}] } }`,
+        'outputs:',
+        out('good', ', headers: { X-Api-Key: right-key }'),
+        out('good_json', ', encoding: json, headers: { X-Api-Key: right-key }'),
+        out('wrong_key', ', headers: { X-Api-Key: wrong-key-value }'),
+        out('wrong_path', ', path: /v1/traces, headers: { X-Api-Key: right-key }'),
+        '  down: { type: otlp_http, endpoint: "http://127.0.0.1:9" }',
+      ].join('\n'),
+    );
+    const r = await ktrail(['check', '-c', file, '--connect']);
+    expect(r.status).toBe(1);
+    const lineOf = (name: string) => r.stdout.split('\n').find((l) => l.trimStart().startsWith(`outputs.${name} (`)) ?? '';
+    expect(lineOf('good')).toMatch(/: ok POST http:\/\/127\.0\.0\.1:\d+\/v1\/logs — reachable, plain HTTP \(no TLS\), credentials accepted \(an empty export was accepted\)$/);
+    expect(lineOf('good_json')).toContain(': ok POST');
+    expect(lineOf('wrong_key')).toMatch(/: FAILED POST .* credentials rejected \(HTTP 401/);
+    expect(lineOf('wrong_path')).toMatch(/: FAILED POST .*\/v1\/traces — .*an empty export answered HTTP 404$/);
+    expect(lineOf('down')).toMatch(/: FAILED POST .* unreachable/);
+    expect(r.stdout + r.stderr).not.toContain('wrong-key-value');
+    expect(r.stdout + r.stderr).not.toContain('right-key');
+    // Nothing was stored: the probes carried no data.
+    expect(s.logs).toEqual([]);
+    expect(s.errors).toEqual([]);
+  }, 60_000);
 });
 
 describe('otlp_http output: secrets and restarts', () => {

@@ -3,9 +3,11 @@ import { secret } from '../../config/secret.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
 import { httpAuthSchema } from '../../delivery/http/auth.ts';
 import { EndpointOutput, requestHeaders } from '../../delivery/http/endpoint.ts';
+import { probeHttp } from '../../delivery/http/probe.ts';
 import { readBytes } from '../../delivery/http/status.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { errorMessage } from '../../errors.ts';
+import { maskUrl, scrubText } from '../../telemetry/scrub.ts';
 import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -194,4 +196,30 @@ export const otlpHttpOutput: OutputPlugin<typeof schema> = {
   create: (cfg, ctx) => new OtlpHttpOutput(cfg, ctx),
   metrics: otlpHttpMetrics,
   logEvents: otlpHttpLogEvents,
+  // An empty export: the specification says a receiver SHOULD answer it with success, and it carries no data.
+  probe: async (cfg, ctx) => {
+    const url = new URL(cfg.endpoint);
+    const path = `${url.pathname.replace(/\/+$/, '')}${cfg.path}`;
+    const headers: Record<string, string> = { 'content-type': cfg.encoding === 'json' ? 'application/json' : 'application/x-protobuf' };
+    try {
+      for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v.get();
+    } catch (err) {
+      return [{ target: `POST ${maskUrl(`${url.origin}${path}`)}`, ok: false, detail: `header value unavailable: ${scrubText(errorMessage(err))}` }];
+    }
+    const result = await probeHttp(
+      {
+        url,
+        method: 'POST',
+        path,
+        body: cfg.encoding === 'json' ? Buffer.from('{}') : Buffer.alloc(0),
+        headers,
+        headerCredentials: Object.keys(cfg.headers).length > 0,
+        auth: cfg.auth,
+        tls: cfg.tls,
+        judge: (status) => (status === 200 ? { ok: true, note: 'an empty export was accepted' } : { ok: false, note: `an empty export answered HTTP ${status}` }),
+      },
+      ctx,
+    );
+    return [result];
+  },
 };
