@@ -195,6 +195,10 @@ describe('otlp_http output: mapping, decoded by a receiver with the official pro
     const { output } = await createOutput(`type: otlp_http\nendpoint: ${s.url}\nbody: string`);
     const before = BigInt(Date.now()) * 1_000_000n;
     expect(await output.send(outbound([rec('a-1:x', audit), { id: 'raw-1', timeMs: 5, input: 'audit', json: 'not json {' }]), signal())).toEqual({ kind: 'ok' });
+    const { output: mapped } = await createOutput(`type: otlp_http\nendpoint: ${s.url}\nencoding: json`);
+    expect(await mapped.send(outbound([{ id: 'num-1', timeMs: 5, input: 'audit', json: '{"f":1.5,"big":1e999,"n":null,"list":[1,"a",true]}' }]), signal())).toEqual({ kind: 'ok' });
+    expect(byId(s, 'num-1').record.body).toEqual({ f: 1.5, big: 'Infinity', n: null, list: [1, 'a', true] });
+    expect(s.errors).toEqual([]);
     expect(byId(s, 'a-1:x').record.body).toBe(JSON.stringify(audit));
     expect(byId(s, 'a-1:x').record.attributes['user.name']).toBe('alice@example.com');
     const raw = byId(s, 'raw-1').record;
@@ -399,7 +403,7 @@ describe('otlp_http output: secrets and restarts', () => {
   it('SIGKILLed 4 times while requests are in flight: after restarts every record arrived, repeats only as the same ids', async () => {
     const s = await receiver();
     // Stored on arrival, answered late: a kill in between leaves records the agent resends.
-    s.always = { delayMs: 150 };
+    s.always = { delayMs: 300 };
     const dir = tempDir(cleanups);
     const total = 4000;
     fs.mkdirSync(path.join(dir, 'audit'));

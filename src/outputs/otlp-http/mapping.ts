@@ -62,7 +62,7 @@ type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-/** Any JSON value as an AnyValue: objects become kvlists, arrays arrays, safe integers int64, other numbers doubles, null an empty value. */
+/** Any JSON value as an AnyValue: objects become kvlists, arrays arrays, safe integers int64, other finite numbers doubles, null an empty value. */
 export function anyValue(v: unknown): AnyValue {
   switch (typeof v) {
     case 'string':
@@ -70,7 +70,8 @@ export function anyValue(v: unknown): AnyValue {
     case 'boolean':
       return { boolValue: v };
     case 'number':
-      return Number.isSafeInteger(v) ? { intValue: String(v) } : { doubleValue: v };
+      // JSON.parse turns 1e999 into Infinity, which proto3 JSON cannot write as a number: keep its text.
+      return Number.isSafeInteger(v) ? { intValue: String(v) } : Number.isFinite(v) ? { doubleValue: v } : { stringValue: String(v) };
     case 'object': {
       if (v === null) return {};
       if (Array.isArray(v)) return { arrayValue: { values: v.map(anyValue) } };
