@@ -137,6 +137,8 @@ export class FakeOtlpReceiver {
   readonly next: Reply[] = [];
   /** Answer every request this way (after `next` is used up). */
   always: Reply | undefined;
+  /** Requests with more log records than this are refused with 413. */
+  maxRecords = Infinity;
   /** Required `name: value` header; 401 without it. */
   requireHeader: [string, string] | undefined;
   /** Quote the request's headers in error messages (a careless receiver: secrets must still not leak from ktrail). */
@@ -242,7 +244,7 @@ export class FakeOtlpReceiver {
       this.errors.push((err as Error).message);
       return this.#answer(res, 400, ct, { code: 3, message: `cannot decode the request: ${(err as Error).message}` });
     }
-    const reply = this.next.shift() ?? this.always ?? {};
+    const reply = decoded.logs.length > this.maxRecords ? { status: 413, message: `more than ${this.maxRecords} log records` } : (this.next.shift() ?? this.always ?? {});
     const status = reply.status ?? 200;
     const r: ReceivedRequest = { headers: req.headers, path: req.url, encoding: decoded.encoding, records: decoded.logs.length, status };
     if (decoded.jsonText !== undefined) r.jsonText = decoded.jsonText;

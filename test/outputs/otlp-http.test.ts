@@ -308,6 +308,23 @@ describe('otlp_http output: answers', () => {
   });
 });
 
+describe('otlp_http output: 413', () => {
+  it('a receiver that refuses the size: the runner halves the request until it fits, every record delivered once', async () => {
+    const s = await receiver();
+    s.maxRecords = 3;
+    const dir = tempDir(cleanups);
+    const { agent } = makeAgent(
+      `service: { state_dir: ${dir}, shutdown_timeout: 2s }\ninputs: { gen: { type: fake, total: 40, batch: 20 } }\noutputs:\n  otel:\n    type: otlp_http\n    endpoint: ${s.url}\n    batch: { max_records: 20, flush_interval: 10ms }`,
+    );
+    await agent.start();
+    cleanups.push(() => agent.stop());
+    await until(() => agent.spool.records === 0, 15_000, 'everything acked');
+    expect(s.requests.some((r) => r.status === 413)).toBe(true);
+    expect(s.ids().sort()).toEqual(Array.from({ length: 40 }, (_, i) => `rec-${i}`).sort());
+    expect(deadLetters(dir)).toEqual([]);
+  });
+});
+
 describe('otlp_http output: check --connect', () => {
   it('posts an empty export: ok when accepted, FAILED with the reason for a refused key, a wrong path or no receiver', async () => {
     const s = await receiver();
