@@ -22,8 +22,9 @@ import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './l
  * NDJSON and gzip level 1 with no network, no spool — the floor of what any
  * output must spend on them.
  *
- * The sinks run in other processes (the _bulk harness in a child Node, s3rver
- * in its own), so CPU ms/MiB is the agent's alone. Peak RSS is the process's
+ * The sinks run in other processes (the _bulk harness and the OTLP receiver in
+ * child Nodes, s3rver in its own), so CPU ms/MiB is the agent's alone (except
+ * splunk_hec, whose fake runs in this process). Peak RSS is the process's
  * high-water mark so far (it only grows across cases).
  *
  * The input is a bench input emitting pre-generated lines in batches of 500,
@@ -116,6 +117,36 @@ const server = http.createServer((req, res) => {
 server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ url: 'http://127.0.0.1:' + server.address().port }) + '\\n'));
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();`;
+  return childServer(script, 'bulk endpoint');
+}
+
+/**
+ * An OTLP/HTTP receiver in a child process: it gunzips each request and
+ * answers 200 with an empty ExportLogsServiceResponse (zero bytes: full
+ * success). Decoding is tested against the official definitions in
+ * test/outputs/otlp-http.test.ts; here it would only measure the receiver.
+ */
+async function startOtlpChild(): Promise<{ url: string; proc: ChildProcess }> {
+  const script = `
+import http from 'node:http';
+import zlib from 'node:zlib';
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    let body = Buffer.concat(chunks);
+    if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+    res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' }).end();
+  });
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ url: 'http://127.0.0.1:' + server.address().port }) + '\\n'));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();`;
+  return childServer(script, 'OTLP receiver');
+}
+
+/** Run `script` (an ES module printing `{"url": ...}` once it listens) in a child Node. */
+async function childServer(script: string, what: string): Promise<{ url: string; proc: ChildProcess }> {
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -124,7 +155,7 @@ process.stdin.resume();`;
       const line = out.split('\n').find((l) => l.startsWith('{'));
       if (line) resolve((JSON.parse(line) as { url: string }).url);
     });
-    proc.once('exit', (code) => reject(new Error(`bulk endpoint exited with ${code}`)));
+    proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
   });
   return { url, proc };
 }
@@ -196,6 +227,26 @@ export async function benchSplunkHecOutput(data = generate(), ref?: Measurement)
   }
 }
 
+export async function benchOtlpHttpOutput(data = generate(), ref?: Measurement): Promise<Measurement[]> {
+  const otlp = await startOtlpChild();
+  try {
+    const out: Measurement[] = [];
+    // map: every record parsed and turned into an AnyValue tree (the default); string: the JSON text as the body.
+    for (const body of ['map', 'string'] as const) {
+      const m = await measure(`agent → otlp_http (protobuf, ${body} body, gzip 1)`, async () => {
+        await runAgent(data.lines, `type: otlp_http\nendpoint: ${otlp.url}\nbody: ${body}`);
+        return { bytes: data.bytes, events: data.lines.length };
+      });
+      process.stdout.write(`${row(m, ref)}\n`);
+      out.push(m);
+    }
+    return out;
+  } finally {
+    otlp.proc.stdin!.end();
+    otlp.proc.kill();
+  }
+}
+
 /** Every output case beside the in-process reference. */
 export async function benchOutputs(): Promise<void> {
   const data = generate();
@@ -205,4 +256,5 @@ export async function benchOutputs(): Promise<void> {
   await benchElasticsearchOutput(data, ref);
   await benchS3Output(data, ref);
   await benchSplunkHecOutput(data, ref);
+  await benchOtlpHttpOutput(data, ref);
 }

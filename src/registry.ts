@@ -44,6 +44,7 @@ const entries: ReadonlyArray<{ kind: Kind; type: string; get(): Plugin }> = [
   { kind: 'output', type: 's3', get: () => (load('./outputs/s3/s3.ts') as typeof import('./outputs/s3/s3.ts')).s3Output as Plugin },
   { kind: 'output', type: 'http', get: () => (load('./outputs/http/http.ts') as typeof import('./outputs/http/http.ts')).httpOutput as Plugin },
   { kind: 'output', type: 'splunk_hec', get: () => (load('./outputs/splunk-hec/splunk-hec.ts') as typeof import('./outputs/splunk-hec/splunk-hec.ts')).splunkHecOutput as Plugin },
+  { kind: 'output', type: 'otlp_http', get: () => (load('./outputs/otlp-http/otlp-http.ts') as typeof import('./outputs/otlp-http/otlp-http.ts')).otlpHttpOutput as Plugin },
 ];
 
 /**

@@ -41,6 +41,7 @@ const minimal: Record<string, Record<string, unknown>> = {
   'output/s3': { bucket: 'bucket', region: 'us-east-1', endpoint: 'http://127.0.0.1:9', force_path_style: true, access_key_id: 'k', secret_access_key: 's' },
   'output/http': { url: 'http://127.0.0.1:9/ingest' },
   'output/splunk_hec': { url: 'http://127.0.0.1:9', token: 't' },
+  'output/otlp_http': { endpoint: 'http://127.0.0.1:9' },
 };
 
 describe('plugin conformance', () => {

@@ -112,4 +112,6 @@ export interface SpooledRecord {
   timeMs: number;
   input: string;
   json: string;
+  /** When the spool stored it (the batch's commit time, ms): the same on every resend. Set by `Spool.readBatch`. */
+  storedMs?: number;
 }

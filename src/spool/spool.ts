@@ -166,7 +166,8 @@ export function encodeBatchBytes(records: readonly SpooledRecord[]): Buffer {
   return out;
 }
 
-export function decodeBatch(input: string, data: string): SpooledRecord[] {
+/** `storedMs`: when the batch was committed (its created_ms), given to every record. */
+export function decodeBatch(input: string, data: string, storedMs?: number): SpooledRecord[] {
   const out: SpooledRecord[] = [];
   let start = 0;
   while (start < data.length) {
@@ -174,12 +175,14 @@ export function decodeBatch(input: string, data: string): SpooledRecord[] {
     if (end === -1) end = data.length;
     const t1 = data.indexOf('\t', start);
     const t2 = data.indexOf('\t', t1 + 1);
-    out.push({
+    const r: SpooledRecord = {
       id: data.slice(start, t1),
       timeMs: Number(data.slice(t1 + 1, t2)),
       input,
       json: data.slice(t2 + 1, end),
-    });
+    };
+    if (storedMs !== undefined) r.storedMs = storedMs;
+    out.push(r);
     start = end + 1;
   }
   return out;
@@ -304,7 +307,7 @@ export class Spool {
          FROM spool_deliveries d JOIN spool_batches b ON b.id = d.batch_id
          WHERE d.output = ? AND d.batch_id > ? ORDER BY d.batch_id LIMIT ?`,
       ),
-      readBatch: db.prepare('SELECT input, data FROM spool_batches WHERE id = ?'),
+      readBatch: db.prepare('SELECT input, data, created_ms AS createdMs FROM spool_batches WHERE id = ?'),
       insertRequest: db.prepare(
         'INSERT OR REPLACE INTO output_requests (output, first_batch, last_batch, created_ms) VALUES (?, ?, ?, ?)',
       ),
@@ -464,9 +467,9 @@ export class Spool {
 
   readBatch(id: number): SpooledRecord[] {
     this.#assertOpen();
-    const row = this.#stmt.readBatch.get(id) as { input: string; data: string } | undefined;
+    const row = this.#stmt.readBatch.get(id) as { input: string; data: string; createdMs: number } | undefined;
     if (!row) return [];
-    return decodeBatch(row.input, row.data);
+    return decodeBatch(row.input, row.data, row.createdMs);
   }
 
   /**

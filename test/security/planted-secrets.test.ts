@@ -8,6 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLine } from '../helpers/audit-events.ts';
 import { basicAuthorization, startEsBulkServer, type EsBulkServer } from '../helpers/es-bulk-server.ts';
+import { FakeOtlpReceiver } from '../helpers/otlp-server.ts';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.ts';
 import { waitFor } from '../inputs/audit-file/harness.ts';
 
@@ -27,6 +28,7 @@ const S = {
   urlPass: tag('urlpass'),
   query: tag('query'),
   header: tag('header'),
+  otlpHeader: tag('otlpheader'),
   tokenFile: tag('tokenfile'),
   env: tag('env'),
   whole: tag('whole'),
@@ -52,6 +54,7 @@ const plain = (i: number) => auditLine({ auditID: `plain-${i}`, objectRef: { res
 let root: string;
 let es: EsBulkServer;
 let s3: S3TestServer;
+let otlp: FakeOtlpReceiver;
 let httpBodies: Buffer[] = [];
 let httpServer: http.Server;
 let checkOut = '';
@@ -82,6 +85,8 @@ beforeAll(async () => {
   es = await startEsBulkServer({ authorization: basicAuthorization('elastic', S.env) });
   es.failItems({ match: (item) => (item.source as { auditID?: string } | undefined)?.auditID === 'refused-1', status: 400, type: 'mapper_parsing_exception', reason: 'failed to parse field [responseObject]' });
   s3 = await startS3Server({ buckets: ['audit'] });
+  otlp = await new FakeOtlpReceiver().start();
+  otlp.requireHeader = ['x-api-key', S.otlpHeader];
   httpServer = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -163,6 +168,11 @@ outputs:
     access_key_id: ${s3.accessKeyId}
     secret_access_key: ${s3.secretAccessKey}
     max_object_age: 500ms
+  otel:
+    type: otlp_http
+    endpoint: ${otlp.url}
+    headers:
+      X-Api-Key: ${S.otlpHeader}
 `,
   );
   const env = { ...process.env, KTRAIL_TEST_ES_PASSWORD: S.env };
@@ -181,6 +191,7 @@ outputs:
   await waitFor(() => es.allDocs().length >= 7, 20_000, 'records at Elasticsearch');
   await waitFor(async () => (await s3.listKeys('audit')).length > 0, 20_000, 'an object at S3');
   await waitFor(() => httpBodies.length > 0, 20_000, 'a request at the HTTP collector');
+  await waitFor(() => otlp.logs.length >= 8, 20_000, 'records at the OTLP receiver');
   await waitFor(() => agentStderr.includes('records dead-lettered by output'), 20_000, 'the refused record dead-lettered');
   child.kill('SIGTERM');
   expect(await exited).toBe(0);
@@ -194,6 +205,7 @@ outputs:
 afterAll(async () => {
   await es?.close();
   await s3?.stop();
+  await otlp?.close();
   await new Promise((resolve) => httpServer?.close(resolve));
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -216,6 +228,8 @@ describe('planted secrets never leave ktrail unredacted', () => {
     haystacks.push(['elasticsearch documents', JSON.stringify(es.allDocs())]);
     for (const key of await s3.listKeys('audit')) haystacks.push([`s3 ${key}`, await s3.getObjectGunzipped('audit', key)]);
     httpBodies.forEach((b, i) => haystacks.push([`http request ${i}`, b]));
+    // Bodies and attributes as the receiver decoded them.
+    haystacks.push(['otlp log records', JSON.stringify(otlp.logs)]);
     haystacks.push(['agent stdout (stdout output)', agentStdout], ['agent logs', agentStderr], ['ktrail check', checkOut], ['ktrail status', statusOut]);
     expect(grepAll(haystacks)).toEqual([]);
     // Not vacuous: the searched places hold what they should.

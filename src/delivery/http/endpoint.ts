@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Dispatcher } from 'undici';
@@ -7,7 +8,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import { Authorizer, urlBasicAuth, type AuthConfig } from './auth.ts';
 import { HttpPool } from './pool.ts';
 import { httpCode } from '../outcome.ts';
-import { bodyDetail, classifyStatus, readText, retryAfterMs, transportFailure } from './status.ts';
+import { bodyDetail, classifyStatus, readBytes, retryAfterMs, transportFailure } from './status.ts';
 import type { TlsConfig } from './tls.ts';
 
 const gzip = promisify(zlib.gzip);
@@ -98,8 +99,11 @@ export class HttpEndpoint {
       retryStatus?: (status: number) => boolean;
       /** false: send the body as it is, whatever the configured compression (small control requests). */
       compress?: boolean;
-      /** A destination's own reading of an error answer (its body text), before the status table's. */
-      judge?: (status: number, body: string) => SendOutcome | undefined;
+      /**
+       * A destination's own reading of an error answer (its body as text, and for
+       * binary protocols its bytes and the response headers), before the status table's.
+       */
+      judge?: (status: number, body: string, answer: { bytes: Buffer; headers: IncomingHttpHeaders }) => SendOutcome | undefined;
     },
     signal: AbortSignal,
   ): Promise<Exchange> {
@@ -120,8 +124,9 @@ export class HttpEndpoint {
     }
     const cls = classifyStatus(res.statusCode);
     if (cls === 'ok') return { ok: true, res };
-    const raw = await readText(res.body);
-    const judged = req.judge?.(res.statusCode, raw);
+    const bytes = await readBytes(res.body);
+    const raw = bytes.toString('utf8');
+    const judged = req.judge?.(res.statusCode, raw, { bytes, headers: res.headers });
     const detail = bodyDetail(raw);
     if (judged) {
       if (cls === 'auth') this.#auth.rejected(res.statusCode, detail);

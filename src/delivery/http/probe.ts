@@ -47,7 +47,11 @@ export function tlsWord(url: URL): string {
 
 export interface HttpProbe {
   url: URL;
-  method: 'GET' | 'HEAD' | 'OPTIONS';
+  method: 'GET' | 'HEAD' | 'OPTIONS' | 'POST';
+  /** Body of a POST probe (a request the destination takes as harmless, e.g. an empty OTLP export). */
+  body?: Buffer;
+  /** `headers` may carry credentials (an API key header), so a 401/403 means they were rejected. */
+  headerCredentials?: boolean;
   /** Path and query to request on the URL's origin. */
   path: string;
   headers: Record<string, string>;
@@ -75,11 +79,12 @@ export async function probeHttp(p: HttpProbe, ctx: ProbeContext): Promise<ProbeR
     const auth = new Authorizer(p.auth, ctx.log).header();
     if (auth.error) return { target, ok: false, detail: scrubText(auth.error) };
     if (auth.value) headers.authorization = auth.value;
-    const credentials = headers.authorization !== undefined ? 'credentials accepted' : 'no credentials configured, none asked for';
+    const hasCredentials = headers.authorization !== undefined || p.headerCredentials === true;
+    const credentials = hasCredentials ? 'credentials accepted' : 'no credentials configured, none asked for';
     let status: number;
     let body: string;
     try {
-      const res = await pool.get().request({ path: p.path, method: p.method, headers, signal: ctx.signal, headersTimeout: 0, bodyTimeout: 0 });
+      const res = await pool.get().request({ path: p.path, method: p.method, headers, body: p.body, signal: ctx.signal, headersTimeout: 0, bodyTimeout: 0 });
       status = res.statusCode;
       body = p.method === 'HEAD' ? '' : await readText(res.body);
       if (p.method === 'HEAD') await res.body.dump().catch(() => undefined);
@@ -89,7 +94,7 @@ export async function probeHttp(p: HttpProbe, ctx: ProbeContext): Promise<ProbeR
     const tls = tlsWord(p.url);
     const detail = scrubText(bodyDetail(body)).slice(0, 200);
     if (status === 401 || status === 403) {
-      return { target, ok: false, detail: `reachable, ${tls}, credentials ${headers.authorization ? 'rejected' : 'required but none configured'} (HTTP ${status}${detail ? `: ${detail}` : ''})` };
+      return { target, ok: false, detail: `reachable, ${tls}, credentials ${hasCredentials ? 'rejected' : 'required but none configured'} (HTTP ${status}${detail ? `: ${detail}` : ''})` };
     }
     const verdict = p.judge ? p.judge(status, body) : status >= 200 && status < 300 ? { ok: true, note: '' } : { ok: false, note: `answered HTTP ${status}${detail ? `: ${detail}` : ''}` };
     if (!verdict.ok) return { target, ok: false, detail: `reachable, ${tls}, but ${verdict.note}` };

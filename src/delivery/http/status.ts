@@ -46,6 +46,11 @@ export function transportFailure(err: unknown, signal: AbortSignal): SendOutcome
 
 /** Read at most `maxBytes` of an (error) body as text and release the connection. */
 export async function readText(body: Dispatcher.ResponseData['body'], maxBytes = 16 * 1024): Promise<string> {
+  return (await readBytes(body, maxBytes)).toString('utf8');
+}
+
+/** Read at most `maxBytes` of a body (the rest is drained, not kept) and release the connection. */
+export async function readBytes(body: Dispatcher.ResponseData['body'], maxBytes = 16 * 1024): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   try {
@@ -57,7 +62,7 @@ export async function readText(body: Dispatcher.ResponseData['body'], maxBytes =
   } catch {
     // A body cut short still tells what it had.
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /** Compact one-line detail from an error body (JSON `error.type/reason`, XML `<Code>`, or text). */

@@ -7,6 +7,7 @@ import type { ByteWriter } from '../../delivery/byte-writer.ts';
 import { EndpointOutput, requestHeaders, userHeaders } from '../../delivery/http/endpoint.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
+import { recordTimeMs } from '../../delivery/record-time.ts';
 import type { OutboundRequest, OutputContext, OutputPlugin, SendOutcome } from '../../plugin.ts';
 import type { SpooledRecord } from '../../pipeline/record.ts';
 import { judgeHecError, parseHecAnswer } from './hec.ts';
@@ -47,18 +48,9 @@ const schema = z.strictObject({
 });
 export type SplunkHecConfig = z.output<typeof schema>;
 
-const TIME_KEYS = ['"stageTimestamp":"', '"lastTimestamp":"', '"eventTime":"'];
-
-/** The event time in seconds: stageTimestamp (audit), lastTimestamp or eventTime (Events), else the record time. */
+/** The event time in seconds (src/delivery/record-time.ts: stageTimestamp, lastTimestamp, eventTime, …), else the record time. */
 export function eventTimeSeconds(r: SpooledRecord): number {
-  for (const k of TIME_KEYS) {
-    const i = r.json.indexOf(k);
-    if (i === -1) continue;
-    const end = r.json.indexOf('"', i + k.length);
-    const t = Date.parse(r.json.slice(i + k.length, end));
-    if (Number.isFinite(t)) return t / 1000;
-  }
-  return r.timeMs / 1000;
+  return recordTimeMs(r) / 1000;
 }
 
 function describe(o: SendOutcome): string {
