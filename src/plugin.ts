@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
 import type { DeadLetterEntry } from './spool/dead-letter.ts';
 import type { MigrationStep } from './spool/migrations.ts';
+import type { EntryGap, EntrySource } from './manifest/digest.ts';
 import type { ComponentTelemetry, Metrics } from './telemetry/metrics.ts';
 import type { Logger } from './telemetry/logger.ts';
 
@@ -60,6 +61,23 @@ export interface EmitBatch {
    * records and dead letters above, so checkpoint and data are durable together.
    */
   checkpoint?: (db: Database) => void;
+  /** What the records were read from, and what is known to be missing: for the completeness chain (src/manifest/). */
+  manifest?: EmitManifest;
+}
+
+/** An input's part of the completeness chain: the stream, the source range read, the gaps it knows of. */
+export interface EmitManifest {
+  /** The stream the records belong to (default: the input name); an audit file lineage, say. */
+  stream?: string;
+  source?: EntrySource;
+  gaps?: EmitGap[];
+}
+
+export interface EmitGap extends Partial<Omit<EntryGap, 'reason' | 'detail'>> {
+  /** Default: the batch's stream. */
+  stream?: string;
+  reason: string;
+  detail: string;
 }
 
 export interface EmitResult {

@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import { errorMessage } from '../../errors.ts';
 import { LogRecord } from '../../pipeline/record.ts';
-import type { EmitBatch, HealthReport, Input, InputContext, InputDeadLetter } from '../../plugin.ts';
+import type { EmitBatch, EmitGap, HealthReport, Input, InputContext, InputDeadLetter } from '../../plugin.ts';
 import { CHECKPOINT_MIGRATIONS, CheckpointStore, type CheckpointRow, type GapRecord } from './checkpoints.ts';
 import { contentId, fingerprintOf, FINGERPRINT_MAX_BYTES, headMatches, readGzipHead, readHead, streamPlace } from './identity.ts';
 import { isBlank, parseAuditLine, sniffOversize } from './parse.ts';
@@ -312,8 +312,28 @@ export class AuditFileInput implements Input {
       ...r.removed.filter((x) => x.gapBytes > 0 || x.endUnknown).map((x) => ({ reason: x.reason, file: x.file.path, files: 1, bytes: x.endUnknown ? undefined : x.gapBytes })),
       ...unseen,
     ];
+    const streamGaps: EmitGap[] = [
+      ...r.removed
+        .filter((x) => x.gapBytes > 0 || x.endUnknown)
+        .map((x) => ({
+          stream: this.#stream(x.file.streamKey),
+          reason: x.reason,
+          files: 1,
+          bytes: x.endUnknown ? undefined : x.gapBytes,
+          detail: `${x.file.path} (fingerprint ${x.file.fp?.hash ?? 'unknown'}): bytes from ${x.file.offset} to ${x.endUnknown ? 'its unknown end' : x.file.size} never read (${x.reason})`,
+        })),
+      ...unseen.map((g) => ({
+        stream: this.#stream(g.file ?? ''),
+        reason: g.reason,
+        files: g.files,
+        fromMs: g.fromMs,
+        toMs: g.toMs,
+        detail: `about ${g.files} file(s) of ${g.file ?? '?'} rotated away unread between ${new Date(g.fromMs ?? 0).toISOString()} and ${new Date(g.toMs ?? 0).toISOString()}`,
+      })),
+    ];
     await this.#ctx.emit({
       records: [],
+      manifest: streamGaps.length > 0 ? { gaps: streamGaps } : undefined,
       checkpoint: () => {
         if (markStart) this.#store.markStarted(nowMs);
         for (const row of rows) this.#store.upsertFile(row);
@@ -731,6 +751,11 @@ export class AuditFileInput implements Input {
     return 'more';
   }
 
+  /** The completeness chain's stream of a file lineage: the input and the active file's path. */
+  #stream(streamKey: string): string {
+    return `${this.#name}:${streamKey}`;
+  }
+
   async #emit(f: TrackedFile, offset: number, batch: Batch, size: number): Promise<void> {
     const nowMs = Date.now();
     const row = f.toRow(nowMs, { offset, size });
@@ -738,6 +763,10 @@ export class AuditFileInput implements Input {
       records: batch.records,
       deadLetters: batch.deadLetters.length > 0 ? batch.deadLetters : undefined,
       checkpoint: () => this.#store.advance(row),
+      manifest: {
+        stream: this.#stream(f.streamKey),
+        source: { file: { path: f.path, fingerprint: f.fp?.hash ?? null, from: f.offset, to: offset } },
+      },
     };
     const { metrics, telemetry } = this.#ctx;
     const input = this.#name;
