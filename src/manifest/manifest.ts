@@ -6,6 +6,7 @@ import type { SpooledRecord } from '../pipeline/record.ts';
 import type { DeadLetterEntry } from '../spool/dead-letter.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { Sealer, type SealTarget } from './seal.ts';
 import { MANIFEST_MIGRATIONS, ManifestChain, prepareRecords, type PreparedRecords } from './chain.ts';
 import type { ManifestConfig } from './config.ts';
 import type { EntryGap } from './digest.ts';
@@ -44,6 +45,8 @@ export class Manifests {
   readonly #db: Database;
   readonly #cfg: ManifestConfig;
   readonly #log: Logger;
+  #sealer: Sealer | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(spool: Spool, cfg: ManifestConfig, log: Logger) {
     spool.migrate('manifest', MANIFEST_MIGRATIONS);
@@ -52,6 +55,28 @@ export class Manifests {
     this.#log = log;
     this.hmacKey = cfg.hmac_key_file !== undefined ? readKeyFile(cfg.hmac_key_file) : undefined;
     this.chain = new ManifestChain(spool.db, { hmacKey: this.hmacKey });
+  }
+
+  /** Seal on the period from now on (the outputs are running). */
+  startSealing(spool: Spool, targets: readonly SealTarget[], node: string): void {
+    this.#sealer = new Sealer({ spool, outputs: targets, node, hmacKey: this.hmacKey, retainSealedMs: this.#cfg.retain_sealed, log: this.#log });
+    this.#timer = setInterval(() => this.seal(), this.#cfg.seal_interval);
+    this.#timer.unref();
+  }
+
+  /** Seal now (the period, and shutdown once the outputs settled). Never throws: a failed seal is retried by the next. */
+  seal(): number {
+    try {
+      return this.#sealer?.sealAll() ?? 0;
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, 'manifest: sealing failed; the next seal covers the same entries');
+      return 0;
+    }
+  }
+
+  stopSealing(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** At start: the audit policy's hash, an entry of its own when it changed. */

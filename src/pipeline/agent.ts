@@ -130,6 +130,11 @@ export class Agent {
       this.#processors.push({ name: pc.name, match: pc.match, processor, telemetry: ctx.telemetry });
     }
     for (const o of this.#outputs) o.runner.start();
+    this.#manifests?.startSealing(
+      spool,
+      config.outputs.map((o) => ({ output: o.name, takes: (input: string) => matches(o.match, input) })),
+      config.service.node_name,
+    );
     for (const ic of config.inputs) {
       const abort = new AbortController();
       const base = this.#context('input', ic);
@@ -375,6 +380,12 @@ export class Agent {
     // shows it): what is pending where, until when, and how to cut it short.
     const slow = setTimeout(() => this.#logDrainWait(deadline), DRAIN_WARN_AFTER_MS);
     slow.unref();
+    if (this.#manifests) {
+      // Seal what the outputs acknowledged by now, then deliver the manifests with the rest.
+      this.#manifests.stopSealing();
+      await Promise.all(this.#outputs.map((o) => o.runner.settle(deadline)));
+      this.#manifests.seal();
+    }
     const drained = await Promise.all(this.#outputs.map((o) => o.runner.drain(deadline))).finally(() => clearTimeout(slow));
     for (const o of this.#outputs) {
       try {

@@ -7,6 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.ts';
 import { recordHash } from '../../src/manifest/digest.ts';
 import { verifyLocal } from '../../src/manifest/verify-local.ts';
+import { fileDestination } from '../../src/manifest/destinations/file.ts';
+import { formatOutput, verifyDestination } from '../../src/manifest/verify-output.ts';
 import { Agent } from '../../src/pipeline/agent.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
@@ -82,6 +84,9 @@ describe('local completeness chain', () => {
     } finally {
       db.close();
     }
+    const dest = await verifyDestination('out', fileDestination(out), {});
+    expect(formatOutput(dest, {})).toContain('result: OK');
+    expect(dest.streams.find((s) => s.stream === 'src')).toMatchObject({ records: 90, verified: 90 });
     const cli = ktrail(['verify', '--state-dir', stateDir]);
     expect(cli.status).toBe(0);
     expect(cli.stdout).toContain('result: OK');
