@@ -168,6 +168,20 @@ export type SendOutcome =
 
 export interface OutputContext extends ComponentContext {
   state: StateAccess;
+  /** Set when manifest.enabled: the output names what it wrote for the batches of a request (S3 keys and ETags), for the manifests. */
+  manifest?: ManifestItemSink;
+}
+
+/** A destination item the manifests name: an object key with its ETag, say. */
+export interface ManifestItem {
+  key: string;
+  etag?: string;
+  records: number;
+}
+
+export interface ManifestItemSink {
+  /** After a successful write, before the ack: the items that hold the request's records (a replay overwrites the same keys). */
+  noteItems(firstBatchId: number, lastBatchId: number, items: readonly ManifestItem[]): void;
 }
 
 export interface Output {

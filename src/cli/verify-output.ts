@@ -46,7 +46,11 @@ async function destinationOf(type: string, config: Record<string, unknown>): Pro
       const { fileDestination } = await import('../manifest/destinations/file.ts');
       return fileDestination(config.path as string);
     }
+    case 's3': {
+      const { s3Destination } = await import('../manifest/destinations/s3.ts');
+      return s3Destination(config as unknown as Parameters<typeof s3Destination>[0]);
+    }
     default:
-      throw new Error(`verify cannot read back a ${type} output yet (file is supported)`);
+      throw new Error(`verify cannot read back a ${type} output (file and s3 are supported)`);
   }
 }

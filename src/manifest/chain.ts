@@ -77,6 +77,16 @@ export const MANIFEST_MIGRATIONS: MigrationStep[] = [
      record_id TEXT NOT NULL,
      PRIMARY KEY (output, seq)
    ) WITHOUT ROWID;`,
+  // v2: what an output wrote where (S3 keys and ETags), for the manifests that seal those batches.
+  `CREATE TABLE manifest_items (
+     output TEXT NOT NULL,
+     key TEXT NOT NULL,
+     first_batch INTEGER NOT NULL,
+     last_batch INTEGER NOT NULL,
+     item TEXT NOT NULL,
+     time_ms INTEGER NOT NULL,
+     PRIMARY KEY (output, key)
+   ) WITHOUT ROWID;`,
 ];
 
 /** The stream of audit policy entries (one for the agent, not per input). */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Database } from 'better-sqlite3';
 import { ErrorCode, KtrailError } from '../errors.ts';
-import type { EmitManifest } from '../plugin.ts';
+import type { EmitManifest, ManifestItem, ManifestItemSink } from '../plugin.ts';
 import type { SpooledRecord } from '../pipeline/record.ts';
 import type { DeadLetterEntry } from '../spool/dead-letter.ts';
 import type { Spool } from '../spool/spool.ts';
@@ -55,6 +55,22 @@ export class Manifests {
     this.#log = log;
     this.hmacKey = cfg.hmac_key_file !== undefined ? readKeyFile(cfg.hmac_key_file) : undefined;
     this.chain = new ManifestChain(spool.db, { hmacKey: this.hmacKey });
+  }
+
+  /** What an output hands to its `OutputContext.manifest`. */
+  itemSink(output: string): ManifestItemSink {
+    const upsert = this.#db.prepare(
+      `INSERT INTO manifest_items (output, key, first_batch, last_batch, item, time_ms) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(output, key) DO UPDATE SET first_batch = excluded.first_batch, last_batch = excluded.last_batch, item = excluded.item, time_ms = excluded.time_ms`,
+    );
+    return {
+      noteItems: (first: number, last: number, items: readonly ManifestItem[]) => {
+        const now = Date.now();
+        this.#db.transaction(() => {
+          for (const it of items) upsert.run(output, it.key, first, last, JSON.stringify({ ...it, first_batch: first, last_batch: last }), now);
+        })();
+      },
+    };
   }
 
   /** Seal on the period from now on (the outputs are running). */

@@ -4,6 +4,7 @@ import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { entryFromRow, POLICY_STREAM, readHeads, type StoredEntry } from './chain.ts';
 import { GENESIS, hmacHex, sha256Hex } from './digest.ts';
+import { MANIFEST_ID_PREFIX, MANIFEST_INPUT } from './record.ts';
 
 /**
  * Sealing: the chain entries an output has acknowledged become a manifest
@@ -23,8 +24,7 @@ import { GENESIS, hmacHex, sha256Hex } from './digest.ts';
  *    manifest is a broken chain, not an absence nobody can notice.
  */
 
-export const MANIFEST_INPUT = 'ktrail.manifest';
-export const MANIFEST_ID_PREFIX = 'ktrail-manifest:';
+export { MANIFEST_ID_PREFIX, MANIFEST_INPUT } from './record.ts';
 /** Bound of one manifest record: it carries every record id and hash it covers. */
 const MAX_RECORDS_PER_MANIFEST = 20_000;
 const MAX_ENTRIES_PER_MANIFEST = 2_000;
@@ -49,6 +49,14 @@ export interface DeadLetteredJson {
   code: string;
 }
 
+export interface ItemJson {
+  key: string;
+  etag?: string;
+  records: number;
+  first_batch: number;
+  last_batch: number;
+}
+
 export interface ManifestJson {
   version: 1;
   output: string;
@@ -59,6 +67,8 @@ export interface ManifestJson {
   streams: ManifestStreamJson[];
   /** Records of the covered batches the output gave up on (its dead letters): known gaps at the destination. */
   dead_lettered: DeadLetteredJson[];
+  /** What the output wrote for the covered batches (S3: object keys and ETags); empty where records are their own items (file, http, Elasticsearch ids). */
+  items: ItemJson[];
   hash: string;
   hmac: string | null;
 }
@@ -75,6 +85,7 @@ export function manifestHash(m: Omit<ManifestJson, 'hash' | 'hmac'>): string {
       m.prev,
       m.streams.map((s) => [s.stream, s.input, s.from_seq, s.to_seq, s.entries.map((e) => e.hash)]),
       m.dead_lettered.map((d) => [d.id, d.batch_id, d.code]),
+      m.items.map((i) => [i.key, i.etag ?? null, i.records, i.first_batch, i.last_batch]),
     ]),
   );
 }
@@ -97,7 +108,7 @@ export interface SealerOptions {
 export class Sealer {
   readonly #o: SealerOptions;
   readonly #db: Database;
-  readonly #stmt: { pending: Statement; sealedSeq: Statement; lastSeal: Statement; entries: Statement; deadLetters: Statement };
+  readonly #stmt: { pending: Statement; sealedSeq: Statement; lastSeal: Statement; entries: Statement; deadLetters: Statement; items: Statement };
 
   constructor(opts: SealerOptions) {
     this.#o = opts;
@@ -109,6 +120,7 @@ export class Sealer {
       lastSeal: db.prepare('SELECT seq, hash FROM manifest_seals WHERE output = ? ORDER BY seq DESC LIMIT 1'),
       entries: db.prepare('SELECT * FROM manifest_entries WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?'),
       deadLetters: db.prepare('SELECT record_id AS id, batch_id, code FROM dead_letters WHERE output = ? AND batch_id = ? AND record_id IS NOT NULL'),
+      items: db.prepare('SELECT item FROM manifest_items WHERE output = ? AND last_batch >= ? AND first_batch <= ? ORDER BY first_batch, key'),
     };
   }
 
@@ -129,6 +141,8 @@ export class Sealer {
     const dead: DeadLetteredJson[] = [];
     let records = 0;
     let entries = 0;
+    let minBatch = Number.POSITIVE_INFINITY;
+    let maxBatch = 0;
     for (const h of heads) {
       if (records >= MAX_RECORDS_PER_MANIFEST || entries >= MAX_ENTRIES_PER_MANIFEST) break;
       const sealed = (this.#stmt.sealedSeq.get(t.output, h.stream) as { seq: number } | undefined)?.seq ?? h.prunedSeq;
@@ -142,14 +156,19 @@ export class Sealer {
         out.push({ ...e, hashes: e.hashes === null ? null : e.hashes.toString('base64') });
         records += e.records;
         entries++;
-        if (e.batchId !== null) for (const d of this.#stmt.deadLetters.all(t.output, e.batchId) as DeadLetteredJson[]) dead.push(d);
+        if (e.batchId !== null) {
+          minBatch = Math.min(minBatch, e.batchId);
+          maxBatch = Math.max(maxBatch, e.batchId);
+          for (const d of this.#stmt.deadLetters.all(t.output, e.batchId) as DeadLetteredJson[]) dead.push(d);
+        }
       }
       if (out.length > 0) streams.push({ stream: h.stream, input: h.input, from_seq: out[0]!.seq, to_seq: out.at(-1)!.seq, entries: out });
     }
     if (streams.length === 0) return false;
+    const items = maxBatch === 0 ? [] : (this.#stmt.items.all(t.output, minBatch, maxBatch) as Array<{ item: string }>).map((r) => JSON.parse(r.item) as ItemJson);
     const last = this.#stmt.lastSeal.get(t.output) as { seq: number; hash: string } | undefined;
     const now = Date.now();
-    const body = { version: 1 as const, output: t.output, node: this.#o.node, seq: (last?.seq ?? 0) + 1, sealed_at_ms: now, prev: last?.hash ?? GENESIS, streams, dead_lettered: dead };
+    const body = { version: 1 as const, output: t.output, node: this.#o.node, seq: (last?.seq ?? 0) + 1, sealed_at_ms: now, prev: last?.hash ?? GENESIS, streams, dead_lettered: dead, items };
     const hash = manifestHash(body);
     const manifest: ManifestJson = { ...body, hash, hmac: this.#o.hmacKey ? hmacHex(this.#o.hmacKey, hash) : null };
     const id = `${MANIFEST_ID_PREFIX}${t.output}:${manifest.seq}`;
@@ -195,5 +214,6 @@ export class Sealer {
         this.#db.prepare('UPDATE manifest_streams SET pruned_seq = ?, pruned_hash = ? WHERE stream = ?').run(last.seq, last.hash, h.stream);
       })();
     }
+    this.#db.prepare('DELETE FROM manifest_items WHERE time_ms < ?').run(cutoff);
   }
 }

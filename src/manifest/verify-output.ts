@@ -27,6 +27,8 @@ export interface Destination {
   /** Prepares lookups for these entries (a destination that fetches by id does it here). */
   prepare?(entries: readonly StoredEntry[]): Promise<void>;
   find(entry: StoredEntry, index: number, id: string, hash: Buffer): Lookup;
+  /** What the destination found wrong on its own (an object gone, an ETag that differs), after `prepare`. */
+  problems?(): string[];
 }
 
 export interface RangeProblem {
@@ -124,6 +126,7 @@ export async function verifyDestination(output: string, dest: Destination, opts:
   r.streams = [...streams.values()].map((s) => s.report);
 
   await dest.prepare?.(inWindow);
+  r.problems.push(...(dest.problems?.() ?? []));
   for (const e of inWindow) {
     const st = streams.get(e.stream)!.report;
     if (e.gap !== null) r.gaps.push({ stream: e.stream, seq: e.seq, timeMs: e.timeMs, gap: e.gap, source: e.source });

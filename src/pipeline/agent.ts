@@ -109,7 +109,7 @@ export class Agent {
     }
 
     for (const oc of config.outputs) {
-      const ctx = { ...this.#context('output', oc), state };
+      const ctx = { ...this.#context('output', oc), state, manifest: this.#manifests?.itemSink(oc.name) };
       const output = oc.plugin.create(oc.config, ctx);
       await output.start?.();
       const runner = new OutputRunner({
