@@ -176,6 +176,8 @@ export interface OutputContext extends ComponentContext {
 export interface ManifestItem {
   key: string;
   etag?: string;
+  /** Elasticsearch: the index holding these records (their `_id`s are the record ids). */
+  index?: string;
   records: number;
 }
 

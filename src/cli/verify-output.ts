@@ -25,7 +25,7 @@ export async function verifyOutputCommand(args: { config: string; output: string
   }
   let dest: Destination;
   try {
-    dest = await destinationOf(oc.plugin.type, oc.config);
+    dest = await destinationOf(oc.plugin.type, oc.config, oc.name);
   } catch (err) {
     process.stderr.write(`ktrail: ${errorMessage(err)}\n`);
     return 1;
@@ -40,7 +40,7 @@ function parseTime(t: string | undefined): number | undefined {
   return t === undefined ? undefined : Date.parse(t);
 }
 
-async function destinationOf(type: string, config: Record<string, unknown>): Promise<Destination> {
+async function destinationOf(type: string, config: Record<string, unknown>, name: string): Promise<Destination> {
   switch (type) {
     case 'file': {
       const { fileDestination } = await import('../manifest/destinations/file.ts');
@@ -50,7 +50,11 @@ async function destinationOf(type: string, config: Record<string, unknown>): Pro
       const { s3Destination } = await import('../manifest/destinations/s3.ts');
       return s3Destination(config as unknown as Parameters<typeof s3Destination>[0]);
     }
+    case 'elasticsearch': {
+      const { elasticsearchDestination } = await import('../manifest/destinations/elasticsearch.ts');
+      return elasticsearchDestination(config as unknown as Parameters<typeof elasticsearchDestination>[0], name);
+    }
     default:
-      throw new Error(`verify cannot read back a ${type} output (file and s3 are supported)`);
+      throw new Error(`verify cannot read back a ${type} output (file, s3 and elasticsearch are supported; http manifests arrive as records at the receiver)`);
   }
 }

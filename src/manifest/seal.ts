@@ -52,6 +52,7 @@ export interface DeadLetteredJson {
 export interface ItemJson {
   key: string;
   etag?: string;
+  index?: string;
   records: number;
   first_batch: number;
   last_batch: number;
@@ -85,7 +86,7 @@ export function manifestHash(m: Omit<ManifestJson, 'hash' | 'hmac'>): string {
       m.prev,
       m.streams.map((s) => [s.stream, s.input, s.from_seq, s.to_seq, s.entries.map((e) => e.hash)]),
       m.dead_lettered.map((d) => [d.id, d.batch_id, d.code]),
-      m.items.map((i) => [i.key, i.etag ?? null, i.records, i.first_batch, i.last_batch]),
+      m.items.map((i) => [i.key, i.etag ?? null, i.index ?? null, i.records, i.first_batch, i.last_batch]),
     ]),
   );
 }
