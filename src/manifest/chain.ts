@@ -100,7 +100,7 @@ export interface StoredEntry extends EntryFields {
   hmac: string | null;
 }
 
-/** A records entry, hashed before the transaction so the transaction stays short. */
+/** A records entry's ids, gathered before the transaction; the hashes come from the stored bytes. */
 export interface PreparedRecords {
   stream: string;
   input: string;
@@ -110,31 +110,33 @@ export interface PreparedRecords {
   lastId: string;
   idsText: string;
   idsDigest: string;
-  hashes: Buffer;
-  digest: string;
 }
 
 export function prepareRecords(input: string, stream: string, source: EntrySource | null, records: readonly SpooledRecord[]): PreparedRecords {
-  const hashes = Buffer.allocUnsafe(records.length * RECORD_HASH_BYTES);
   const ids: string[] = [];
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    recordHash(r.json).copy(hashes, i * RECORD_HASH_BYTES);
-    ids.push(r.id);
-  }
+  for (const r of records) ids.push(r.id);
   const idsText = ids.join('\n');
-  return {
-    stream,
-    input,
-    source,
-    records: records.length,
-    firstId: ids[0]!,
-    lastId: ids[ids.length - 1]!,
-    idsText,
-    idsDigest: sha256Hex(idsText),
-    hashes,
-    digest: entryDigest(hashes),
-  };
+  return { stream, input, source, records: records.length, firstId: ids[0]!, lastId: ids[ids.length - 1]!, idsText, idsDigest: sha256Hex(idsText) };
+}
+
+/**
+ * The record hashes of a batch from its spool framing (`id \t time \t json \n`
+ * per record, see encodeBatchBytes): each record's JSON is hashed where the
+ * encoder already wrote it as UTF-8, so no record is converted a second time.
+ * A JSON line holds no raw newline; an id holds no tab (the encoder replaces them).
+ */
+export function hashFramed(data: Buffer, records: number): Buffer {
+  const out = Buffer.allocUnsafe(records * RECORD_HASH_BYTES);
+  let o = 0;
+  for (let i = 0; i < records; i++) {
+    const t1 = data.indexOf(0x09, o);
+    const t2 = data.indexOf(0x09, t1 + 1);
+    let nl = data.indexOf(0x0a, t2 + 1);
+    if (nl === -1) nl = data.length;
+    recordHash(data.subarray(t2 + 1, nl)).copy(out, i * RECORD_HASH_BYTES);
+    o = nl + 1;
+  }
+  return out;
 }
 
 interface EntryRow {
@@ -212,7 +214,7 @@ export class ManifestChain {
   }
 
   /** Inside the input's transaction: the entry for the batch `batchId` just stored. */
-  writeRecords(p: PreparedRecords, batchId: number, nowMs: number): void {
+  writeRecords(p: PreparedRecords, hashes: Buffer, batchId: number, nowMs: number): void {
     this.#write(
       {
         stream: p.stream,
@@ -225,12 +227,12 @@ export class ManifestChain {
         firstId: p.firstId,
         lastId: p.lastId,
         idsDigest: p.idsDigest,
-        digest: p.digest,
+        digest: entryDigest(hashes),
         gap: null,
         policy: null,
       },
       p.idsText,
-      p.hashes,
+      hashes,
     );
   }
 

@@ -18,8 +18,8 @@ import { createHash, createHmac, hash } from 'node:crypto';
 
 export const RECORD_HASH_BYTES = 32;
 
-/** SHA-256 of one record's JSON, raw bytes. */
-export function recordHash(json: string): Buffer {
+/** SHA-256 of one record's JSON (a string, or its UTF-8 bytes), raw bytes. */
+export function recordHash(json: string | Buffer): Buffer {
   return hash('sha256', json, 'buffer');
 }
 

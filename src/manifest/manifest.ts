@@ -7,7 +7,7 @@ import type { DeadLetterEntry } from '../spool/dead-letter.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { Sealer, type SealTarget } from './seal.ts';
-import { MANIFEST_MIGRATIONS, ManifestChain, prepareRecords, type PreparedRecords } from './chain.ts';
+import { hashFramed, MANIFEST_MIGRATIONS, ManifestChain, prepareRecords, type PreparedRecords } from './chain.ts';
 import type { ManifestConfig } from './config.ts';
 import type { EntryGap } from './digest.ts';
 import { sha256Hex } from './digest.ts';
@@ -115,7 +115,12 @@ export class Manifests {
    * The spool's `manifest` hook for one emit: the records entry for the stored
    * batch, and gap entries for what was dropped or given up on.
    */
-  entryWriter(input: string, meta: EmitManifest | undefined, records: readonly SpooledRecord[], outcome: EmitOutcome): ((db: Database, batchId: number | undefined) => void) | undefined {
+  entryWriter(
+    input: string,
+    meta: EmitManifest | undefined,
+    records: readonly SpooledRecord[],
+    outcome: EmitOutcome,
+  ): ((db: Database, batchId: number | undefined, data: Buffer) => void) | undefined {
     const stream = meta?.stream ?? input;
     const prepared: PreparedRecords | undefined = records.length > 0 ? prepareRecords(input, stream, meta?.source ?? null, records) : undefined;
     const gaps: Array<{ stream: string; gap: EntryGap }> = [];
@@ -139,9 +144,9 @@ export class Manifests {
     if (!prepared && gaps.length === 0) return undefined;
     const chain = this.chain;
     const source = meta?.source ?? null;
-    return (_db, batchId) => {
+    return (_db, batchId, data) => {
       const now = Date.now();
-      if (prepared && batchId !== undefined) chain.writeRecords(prepared, batchId, now);
+      if (prepared && batchId !== undefined) chain.writeRecords(prepared, hashFramed(data, prepared.records), batchId, now);
       else if (prepared) {
         const gap = outcome.routed
           ? gapOf({ reason: 'spool_full', records: prepared.records, detail: `${prepared.records} record(s) dropped: spool full (when_full: drop_newest)` })

@@ -46,8 +46,12 @@ export interface AppendRequest {
   checkpoint?: (db: Database) => void;
   /** drop_newest: drop the records when full but still commit checkpoint and dead letters. */
   dropWhenFull?: boolean;
-  /** Runs inside the same transaction, after the batch is stored (batchId undefined when it was not): the completeness chain's entry. */
-  manifest?: (db: Database, batchId: number | undefined) => void;
+  /**
+   * Runs inside the same transaction, after the batch is stored (batchId
+   * undefined when it was not): the completeness chain's entry. `data` is the
+   * batch's framing as stored, valid only during the call.
+   */
+  manifest?: (db: Database, batchId: number | undefined, data: Buffer) => void;
 }
 
 export interface AppendResult {
@@ -367,7 +371,7 @@ export class Spool {
       }
       if (req.deadLetters) for (const d of req.deadLetters) this.#insertDeadLetter(d, now, dl);
       req.checkpoint?.(this.db);
-      req.manifest?.(this.db, batchId);
+      req.manifest?.(this.db, batchId, data);
     })();
     this.#countDeadLetters(dl);
     if (store) {

@@ -84,9 +84,13 @@ describe('local completeness chain', () => {
     } finally {
       db.close();
     }
-    const dest = await verifyDestination('out', fileDestination(out), {});
+    const dest = await verifyDestination('out', fileDestination(out), { hmacKey: Buffer.from(KEY) });
     expect(formatOutput(dest, {})).toContain('result: OK');
     expect(dest.streams.find((s) => s.stream === 'src')).toMatchObject({ records: 90, verified: 90 });
+    // The manifests at the destination are signed too: another key fails them.
+    const forged = await verifyDestination('out', fileDestination(out), { hmacKey: Buffer.from('not-the-key') });
+    expect(forged.ok).toBe(false);
+    expect(forged.problems.some((p) => /manifest #1: HMAC missing or wrong/.test(p))).toBe(true);
     const cli = ktrail(['verify', '--state-dir', stateDir]);
     expect(cli.status).toBe(0);
     expect(cli.stdout).toContain('result: OK');
