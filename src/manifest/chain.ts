@@ -139,7 +139,7 @@ export function hashFramed(data: Buffer, records: number): Buffer {
   return out;
 }
 
-interface EntryRow {
+export interface EntryRow {
   stream: string;
   seq: number;
   kind: string;

@@ -6,6 +6,7 @@ import type { SpooledRecord } from '../pipeline/record.ts';
 import type { DeadLetterEntry } from '../spool/dead-letter.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { rememberSecret } from '../telemetry/scrub.ts';
 import { Sealer, type SealTarget } from './seal.ts';
 import { hashFramed, MANIFEST_MIGRATIONS, ManifestChain, prepareRecords, type PreparedRecords } from './chain.ts';
 import type { ManifestConfig } from './config.ts';
@@ -33,6 +34,8 @@ export function readKeyFile(file: string): Buffer {
     const key = fs.readFileSync(file);
     const trimmed = Buffer.from(key.toString('utf8').trim(), 'utf8');
     if (trimmed.length === 0) throw new Error('the file is empty');
+    // Never in a log line or printout, whatever happens later.
+    rememberSecret(trimmed.toString('utf8'));
     return trimmed;
   } catch (err) {
     throw new KtrailError(ErrorCode.SECRET_READ, `cannot read manifest.hmac_key_file ${file}: ${(err as Error).message}`, { cause: err });

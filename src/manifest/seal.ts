@@ -2,7 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { SpooledRecord } from '../pipeline/record.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { entryFromRow, POLICY_STREAM, readHeads, type StoredEntry } from './chain.ts';
+import { entryFromRow, POLICY_STREAM, readHeads, type EntryRow, type StoredEntry } from './chain.ts';
 import { GENESIS, hmacHex, sha256Hex } from './digest.ts';
 import { MANIFEST_ID_PREFIX, MANIFEST_INPUT } from './record.ts';
 
@@ -29,8 +29,10 @@ export { MANIFEST_ID_PREFIX, MANIFEST_INPUT } from './record.ts';
 const MAX_RECORDS_PER_MANIFEST = 20_000;
 const MAX_ENTRIES_PER_MANIFEST = 2_000;
 
-/** An entry as a manifest carries it (JSON). */
-export interface ManifestEntryJson extends Omit<StoredEntry, 'hashes'> {
+/** An entry as a manifest carries it (JSON): long lists as one string each, cheap to write and read. */
+export interface ManifestEntryJson extends Omit<StoredEntry, 'hashes' | 'ids'> {
+  /** The record ids, joined by newlines. */
+  ids: string;
   /** The records' SHA-256s, concatenated, base64. */
   hashes: string | null;
 }
@@ -149,12 +151,14 @@ export class Sealer {
       const sealed = (this.#stmt.sealedSeq.get(t.output, h.stream) as { seq: number } | undefined)?.seq ?? h.prunedSeq;
       if (sealed >= h.headSeq) continue;
       const out: ManifestEntryJson[] = [];
-      const rows = this.#stmt.entries.all(h.stream, sealed, MAX_ENTRIES_PER_MANIFEST - entries) as Array<Parameters<typeof entryFromRow>[0]>;
+      const rows = this.#stmt.entries.all(h.stream, sealed, MAX_ENTRIES_PER_MANIFEST - entries) as EntryRow[];
       for (const row of rows) {
-        const e = entryFromRow(row);
-        if (e.batchId !== null && this.#stmt.pending.get(t.output, e.batchId) !== undefined) break;
-        if (out.length > 0 && records + e.records > MAX_RECORDS_PER_MANIFEST) break;
-        out.push({ ...e, hashes: e.hashes === null ? null : e.hashes.toString('base64') });
+        if (row.batch_id !== null && this.#stmt.pending.get(t.output, row.batch_id) !== undefined) break;
+        if (out.length > 0 && records + row.records > MAX_RECORDS_PER_MANIFEST) break;
+        const ids = row.ids ?? '';
+        const hashes = row.hashes === null ? null : row.hashes.toString('base64');
+        const e = entryFromRow({ ...row, ids: null, hashes: null });
+        out.push({ ...e, ids, hashes });
         records += e.records;
         entries++;
         if (e.batchId !== null) {

@@ -63,7 +63,11 @@ export interface VerifyWindow {
 }
 
 export function entryOf(j: ManifestEntryJson): StoredEntry {
-  return { ...j, hashes: j.hashes === null ? null : Buffer.from(j.hashes, 'base64') };
+  // A manifest is input from the destination: a wrong shape is a finding, never a crash.
+  if (typeof j !== 'object' || j === null || typeof j.ids !== 'string' || typeof j.stream !== 'string' || typeof j.seq !== 'number' || (j.hashes !== null && typeof j.hashes !== 'string')) {
+    throw new TypeError('an entry of the wrong shape');
+  }
+  return { ...j, ids: j.ids === '' ? [] : j.ids.split('\n'), hashes: j.hashes === null ? null : Buffer.from(j.hashes, 'base64') };
 }
 
 export async function verifyDestination(output: string, dest: Destination, opts: VerifyWindow & { hmacKey?: Buffer }): Promise<OutputReport> {
@@ -71,6 +75,10 @@ export async function verifyDestination(output: string, dest: Destination, opts:
   // Replays may have written a manifest twice: the same seq and hash is one manifest.
   const bySeq = new Map<number, ManifestJson>();
   for (const m of dest.manifests) {
+    if (!wellFormed(m)) {
+      r.problems.push(`a manifest in ${dest.describe} is malformed (seq ${String((m as { seq?: unknown } | null)?.seq)})`);
+      continue;
+    }
     if (m.output !== output) continue;
     const seen = bySeq.get(m.seq);
     if (seen && seen.hash !== m.hash) r.problems.push(`manifest #${m.seq}: two different manifests with this number`);
@@ -112,7 +120,13 @@ export async function verifyDestination(output: string, dest: Destination, opts:
         r.problems.push(`${s.stream}: entries #${st.last.seq + 1}..#${s.from_seq - 1} are in no manifest found (the chain is broken before manifest #${m.seq})`);
       }
       for (const j of s.entries) {
-        const e = entryOf(j);
+        let e: StoredEntry;
+        try {
+          e = entryOf(j);
+        } catch (err) {
+          r.problems.push(`manifest #${m.seq}: malformed entry of ${s.stream} (${(err as Error).message})`);
+          continue;
+        }
         if (e.stream !== s.stream) r.problems.push(`manifest #${m.seq}: an entry of ${e.stream} listed under ${s.stream}`);
         for (const p of checkEntry(e, opts.hmacKey)) r.problems.push(`manifest #${m.seq}: ${p}`);
         if (st.last !== undefined && e.seq === st.last.seq + 1 && e.prev !== st.last.hash) r.problems.push(`${s.stream}: entry #${e.seq} does not link to entry #${st.last.seq}`);
@@ -165,6 +179,22 @@ export async function verifyDestination(output: string, dest: Destination, opts:
   if (r.deadLettered > 0) r.notes.push(`${r.deadLettered} record(s) the output dead-lettered are not at the destination (known, see ktrail status)`);
   r.ok = r.problems.length === 0 && r.ranges.length === 0;
   return r;
+}
+
+/** The shape the checks rely on; anything else is reported, not trusted. */
+function wellFormed(m: unknown): m is ManifestJson {
+  if (typeof m !== 'object' || m === null) return false;
+  const x = m as Record<string, unknown>;
+  return (
+    typeof x.seq === 'number' &&
+    typeof x.hash === 'string' &&
+    typeof x.prev === 'string' &&
+    typeof x.output === 'string' &&
+    Array.isArray(x.streams) &&
+    Array.isArray(x.dead_lettered) &&
+    Array.isArray(x.items) &&
+    (x.streams as unknown[]).every((s) => typeof s === 'object' && s !== null && Array.isArray((s as { entries?: unknown }).entries))
+  );
 }
 
 function sourceText(s: StoredEntry['source']): string {
