@@ -122,7 +122,8 @@ export class Sealer {
       sealedSeq: db.prepare('SELECT sealed_seq AS seq FROM manifest_sealed WHERE output = ? AND stream = ?'),
       lastSeal: db.prepare('SELECT seq, hash FROM manifest_seals WHERE output = ? ORDER BY seq DESC LIMIT 1'),
       entries: db.prepare('SELECT * FROM manifest_entries WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?'),
-      deadLetters: db.prepare('SELECT record_id AS id, batch_id, code FROM dead_letters WHERE output = ? AND batch_id = ? AND record_id IS NOT NULL'),
+      // One look per manifest over its batch range (dead_letters has no index on batch_id).
+      deadLetters: db.prepare('SELECT record_id AS id, batch_id, code FROM dead_letters WHERE output = ? AND batch_id BETWEEN ? AND ? AND record_id IS NOT NULL'),
       items: db.prepare('SELECT item FROM manifest_items WHERE output = ? AND last_batch >= ? AND first_batch <= ? ORDER BY first_batch, key'),
     };
   }
@@ -146,6 +147,7 @@ export class Sealer {
     let entries = 0;
     let minBatch = Number.POSITIVE_INFINITY;
     let maxBatch = 0;
+    const covered = new Set<number>();
     for (const h of heads) {
       if (records >= MAX_RECORDS_PER_MANIFEST || entries >= MAX_ENTRIES_PER_MANIFEST) break;
       const sealed = (this.#stmt.sealedSeq.get(t.output, h.stream) as { seq: number } | undefined)?.seq ?? h.prunedSeq;
@@ -164,12 +166,13 @@ export class Sealer {
         if (e.batchId !== null) {
           minBatch = Math.min(minBatch, e.batchId);
           maxBatch = Math.max(maxBatch, e.batchId);
-          for (const d of this.#stmt.deadLetters.all(t.output, e.batchId) as DeadLetteredJson[]) dead.push(d);
+          covered.add(e.batchId);
         }
       }
       if (out.length > 0) streams.push({ stream: h.stream, input: h.input, from_seq: out[0]!.seq, to_seq: out.at(-1)!.seq, entries: out });
     }
     if (streams.length === 0) return false;
+    if (maxBatch > 0) for (const d of this.#stmt.deadLetters.all(t.output, minBatch, maxBatch) as DeadLetteredJson[]) if (covered.has(d.batch_id)) dead.push(d);
     const items = maxBatch === 0 ? [] : (this.#stmt.items.all(t.output, minBatch, maxBatch) as Array<{ item: string }>).map((r) => JSON.parse(r.item) as ItemJson);
     const last = this.#stmt.lastSeal.get(t.output) as { seq: number; hash: string } | undefined;
     const now = Date.now();
