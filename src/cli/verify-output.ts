@@ -1,5 +1,7 @@
 import { errorMessage } from '../errors.ts';
 import type { Destination } from '../manifest/verify-output.ts';
+import type { ElasticsearchConfig } from '../outputs/elasticsearch/elasticsearch.ts';
+import type { S3OutputConfig } from '../outputs/s3/s3.ts';
 
 /** `ktrail verify -c FILE --output NAME [--from T] [--to T]`. */
 export async function verifyOutputCommand(args: { config: string; output: string; from?: string; to?: string; hmacKey?: Buffer; json: boolean }): Promise<number> {
@@ -48,11 +50,13 @@ async function destinationOf(type: string, config: Record<string, unknown>, name
     }
     case 's3': {
       const { s3Destination } = await import('../manifest/destinations/s3.ts');
-      return s3Destination(config as unknown as Parameters<typeof s3Destination>[0]);
+      // The config passed the s3 schema when it was loaded.
+      return s3Destination(config as unknown as S3OutputConfig);
     }
     case 'elasticsearch': {
       const { elasticsearchDestination } = await import('../manifest/destinations/elasticsearch.ts');
-      return elasticsearchDestination(config as unknown as Parameters<typeof elasticsearchDestination>[0], name);
+      // The config passed the elasticsearch schema when it was loaded.
+      return elasticsearchDestination(config as unknown as ElasticsearchConfig, name);
     }
     default:
       throw new Error(`verify cannot read back a ${type} output (file, s3 and elasticsearch are supported; http manifests arrive as records at the receiver)`);
