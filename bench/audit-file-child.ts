@@ -21,6 +21,8 @@ export interface ChildSpec {
   stateDir: string;
   events: number;
   bytes: number;
+  /** Keep the completeness chain and seal it (manifest.enabled), to measure its cost. */
+  manifest?: boolean;
 }
 
 export interface ChildResult {
@@ -82,6 +84,7 @@ async function agent(spec: ChildSpec, done: () => void): Promise<number> {
     `  state_dir: ${JSON.stringify(spec.stateDir)}`,
     '  log_level: warn',
     '  metrics: { enabled: false }',
+    spec.manifest === true ? 'manifest: { enabled: true, seal_interval: 1s }' : '',
     'inputs:',
     `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(spec.auditDir, 'audit*.log*'))}], start_at: beginning, read_buffer_size: 1MiB }`,
     // A short flush interval: the last, partial batch would otherwise wait 200 ms, which is latency, not throughput.

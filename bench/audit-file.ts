@@ -36,6 +36,8 @@ export interface AuditFileBenchCase {
   agent: Measurement;
   /** agent MiB/s ÷ reference MiB/s. */
   ratio: number;
+  /** The same agent with manifest.enabled. */
+  withManifest: Measurement;
 }
 
 /** A ~1.4 KB Metadata event of a pod's service account, split around its auditID. */
@@ -166,12 +168,17 @@ async function runCase(name: string, lines: Iterable<string>, opts: AuditFileBen
     const reference = toMeasurement('reference: read/split/parse/stringify/write', await runChild('reference', spec('ref')));
     fs.rmSync(path.join(root, 'ref'), { recursive: true, force: true });
     const agent = toMeasurement('audit_file → spool → file output', await runChild('agent', spec('agent')));
-    process.stdout.write(`${row(reference)}\n${row(agent, reference)}\n`);
+    fs.rmSync(path.join(root, 'agent'), { recursive: true, force: true });
+    const withManifest = toMeasurement('the same with manifest.enabled (chain + seals)', await runChild('agent', { ...spec('manifest'), manifest: true }));
+    process.stdout.write(`${row(reference)}\n${row(agent, reference)}\n${row(withManifest, reference)}\n`);
+    // Throughput with the chain relative to without it, in the same run on the same files.
+    const cost = 1 - agent.wallMs / withManifest.wallMs;
+    process.stdout.write(`manifest cost: ${(cost * 100).toFixed(1)} % throughput (target ≤ 3 %: ${cost <= 0.03 ? 'met' : 'MISSED'})\n`);
     const ratio = bytes / MiB / (agent.wallMs / 1000) / (bytes / MiB / (reference.wallMs / 1000));
     process.stdout.write(
       `targets: ≥ 0.60×ref (${ratio >= 0.6 ? 'met' : 'MISSED'}: ${ratio.toFixed(2)}×), peak RSS < 200 MiB (${(agent.peakRssMiB ?? 0) < 200 ? 'met' : 'MISSED'}: ${(agent.peakRssMiB ?? 0).toFixed(0)} MiB)\n`,
     );
-    return { name, reference, agent, ratio };
+    return { name, reference, agent, ratio, withManifest };
   } finally {
     if (opts.keep) process.stdout.write(`kept ${root}\n`);
     else fs.rmSync(root, { recursive: true, force: true });

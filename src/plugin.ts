@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import type { LogRecord, SpooledRecord } from './pipeline/record.ts';
 import type { DeadLetterEntry } from './spool/dead-letter.ts';
 import type { MigrationStep } from './spool/migrations.ts';
+import type { EntryGap, EntrySource } from './manifest/digest.ts';
 import type { ComponentTelemetry, Metrics } from './telemetry/metrics.ts';
 import type { LogEventCatalog } from './telemetry/log-events.ts';
 import type { Logger } from './telemetry/logger.ts';
@@ -67,6 +68,23 @@ export interface EmitBatch {
    * for an input whose sender keeps the data and resends it (audit_webhook).
    */
   refuseWhenFull?: boolean;
+  /** What the records were read from, and what is known to be missing: for the completeness chain (src/manifest/). */
+  manifest?: EmitManifest;
+}
+
+/** An input's part of the completeness chain: the stream, the source range read, the gaps it knows of. */
+export interface EmitManifest {
+  /** The stream the records belong to (default: the input name); an audit file lineage, say. */
+  stream?: string;
+  source?: EntrySource;
+  gaps?: EmitGap[];
+}
+
+export interface EmitGap extends Partial<Omit<EntryGap, 'reason' | 'detail'>> {
+  /** Default: the batch's stream. */
+  stream?: string;
+  reason: string;
+  detail: string;
 }
 
 export interface EmitResult {
@@ -159,6 +177,22 @@ export type SendOutcome =
 
 export interface OutputContext extends ComponentContext {
   state: StateAccess;
+  /** Set when manifest.enabled: the output names what it wrote for the batches of a request (S3 keys and ETags), for the manifests. */
+  manifest?: ManifestItemSink;
+}
+
+/** A destination item the manifests name: an object key with its ETag, say. */
+export interface ManifestItem {
+  key: string;
+  etag?: string;
+  /** Elasticsearch: the index holding these records (their `_id`s are the record ids). */
+  index?: string;
+  records: number;
+}
+
+export interface ManifestItemSink {
+  /** After a successful write, before the ack: the items that hold the request's records (a replay overwrites the same keys). */
+  noteItems(firstBatchId: number, lastBatchId: number, items: readonly ManifestItem[]): void;
 }
 
 export interface Output {

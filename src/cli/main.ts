@@ -15,6 +15,12 @@ Usage:
                                 Kubernetes API (reachable, TLS valid, credentials accepted)
   ktrail status --state-dir DIR checkpoints, spool, output lag and dead letters (also while running);
                                 --verbose lists every dead letter (never its bytes)
+  ktrail verify --state-dir DIR checks the completeness chain in the state database: every link
+                                and hash; prints the gaps; exit 1 if anything fails
+  ktrail verify -c FILE --output NAME [--from T] [--to T]
+                                reads the manifests and the records back from the output's
+                                destination and proves every record of the interval present and
+                                unchanged; prints missing and altered ranges and the gaps
   ktrail --version | --help
 
 Options:
@@ -23,9 +29,12 @@ Options:
       --json            status/check: print JSON
       --connect         check: try each destination like a health check (exit 1 if one fails)
       --verbose         status: list dead letters one by one
+      --output NAME     verify: the output whose destination to read back
+      --from T, --to T  verify: only records sealed in this interval (ISO time, e.g. 2026-01-02T10:00:00Z)
+      --hmac-key-file F verify: check the HMACs of entries and manifests with this key
 
-Exit codes: 0 ok, 1 runtime error, 2 invalid config or usage.
-Docs: docs/configuration.md, docs/metrics.md, docs/architecture.md`;
+Exit codes: 0 ok, 1 runtime error (verify: a check failed), 2 invalid config or usage.
+Docs: docs/configuration.md, docs/metrics.md, docs/architecture.md, docs/verify.md`;
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -39,6 +48,10 @@ export async function main(argv: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         verbose: { type: 'boolean', default: false },
         connect: { type: 'boolean', default: false },
+        output: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        'hmac-key-file': { type: 'string' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -65,6 +78,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'run':
       return run(values.config);
+    case 'verify': {
+      const { verify } = await import('./verify.ts');
+      return verify({
+        stateDir: values['state-dir'],
+        config: values.config,
+        output: values.output,
+        from: values.from,
+        to: values.to,
+        hmacKeyFile: values['hmac-key-file'],
+        json: values.json === true,
+      });
+    }
     case 'status':
       return status(values['state-dir'], values.config, values.json === true, values.verbose === true);
     default:

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ErrorCode, KtrailError } from '../errors.ts';
 import type { InputPlugin, OutputPlugin, Plugin, ProcessorPlugin } from '../plugin.ts';
 import { findPlugin, pluginTypes } from '../registry.ts';
+import type { ManifestConfig } from '../manifest/config.ts';
 import { outputCommonShape, processorCommonShape, topLevelSchema, type ServiceConfig, type SpoolConfig } from './schema.ts';
 import { closestKey, describeIssue } from './messages.ts';
 
@@ -52,6 +53,7 @@ export interface AgentConfig {
   source: string;
   service: ServiceConfig;
   spool: SpoolConfig;
+  manifest: ManifestConfig;
   inputs: Array<ComponentConfig<InputPlugin>>;
   processors: Array<ComponentConfig<ProcessorPlugin>>;
   outputs: Array<ComponentConfig<OutputPlugin>>;
@@ -110,7 +112,7 @@ export function loadConfigText(text: string, source = '<config>', opts: LoadOpti
   checkRouting(inputs, processors, outputs, problems, lineOf);
 
   if (problems.length > 0 || !top.success) throw new ConfigError(source, dedupeByPath(problems));
-  return { source, service: top.data.service, spool: top.data.spool, inputs, processors, outputs };
+  return { source, service: top.data.service, spool: top.data.spool, manifest: top.data.manifest, inputs, processors, outputs };
 }
 
 function validateSection<P extends Plugin>(

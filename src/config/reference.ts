@@ -5,6 +5,7 @@ import { createMetrics, type Metrics } from '../telemetry/metrics.ts';
 import { deliveryDefaultsOf } from '../delivery/config.ts';
 import { describeSchema, fmtDuration, fmtSize, type OptionRow } from './describe.ts';
 import { outputCommonShape, processorCommonShape, serviceSchema, spoolSchema } from './schema.ts';
+import { manifestSchema } from '../manifest/config.ts';
 
 /**
  * The generated reference sections of docs/configuration.md and
@@ -36,6 +37,7 @@ const docDir: Record<Plugin['kind'], string> = { input: 'inputs', processor: 'pr
 export function renderOptionReference(): string {
   const out: string[] = [];
   out.push('### `service` and `spool`', '', table(describeSchema(z.object({ service: serviceSchema, spool: spoolSchema }))), '');
+  out.push('### `manifest`', '', 'The completeness chain and `ktrail verify`: [verify.md](verify.md).', '', table(describeSchema(z.object({ manifest: manifestSchema }))), '');
   out.push('### Keys every processor has', '', table(describeSchema(z.object(processorCommonShape))), '');
   out.push('### Keys every output has', '', table(describeSchema(z.object(outputCommonShape))), '');
   for (const kind of ['input', 'processor', 'output'] as const) {

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { fmtDuration } from './describe.ts';
 import { duration, size } from './units.ts';
+import { manifestSchema } from '../manifest/config.ts';
 
 /** The keys ktrail itself owns; plugin keys are declared by each plugin. */
 
@@ -112,6 +113,7 @@ export const processorCommonShape = {
 export const topLevelSchema = z.strictObject({
   service: serviceSchema,
   spool: spoolSchema,
+  manifest: manifestSchema,
   inputs: z.record(z.string(), z.unknown()),
   processors: z.record(z.string(), z.unknown()).default({}),
   outputs: z.record(z.string(), z.unknown()),

@@ -141,14 +141,20 @@ export class OutputRunner {
   /** Deliver what is pending until the backlog is empty or the deadline passes, then stop. */
   async drain(deadlineMs: number): Promise<boolean> {
     if (!this.#loop) return this.#o.spool.backlog(this.name).pendingBatches === 0;
+    const drained = await this.settle(deadlineMs);
+    await this.stop();
+    return drained;
+  }
+
+  /** Deliver what is pending until the backlog is empty or the deadline passes, and keep running (shutdown seals manifests in between). */
+  async settle(deadlineMs: number): Promise<boolean> {
+    if (!this.#loop) return this.#o.spool.backlog(this.name).pendingBatches === 0;
     this.hurry();
     while (Date.now() < deadlineMs) {
       if (this.#inflight.size === 0 && this.#replay.length === 0 && this.#o.spool.pending(this.name, 0, 1).length === 0) break;
       await sleep(Math.min(50, deadlineMs - Date.now()));
     }
-    const drained = this.#o.spool.pending(this.name, 0, 1).length === 0;
-    await this.stop();
-    return drained;
+    return this.#o.spool.pending(this.name, 0, 1).length === 0;
   }
 
   /** Stop now: in-flight sends are aborted and stay journaled for the next start. Idempotent. */

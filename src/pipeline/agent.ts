@@ -22,6 +22,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { Gauge } from 'prom-client';
 import { ComponentTelemetry, onCollect, type ComponentKind, type Metrics } from '../telemetry/metrics.ts';
 import { DeadLetterLog } from './dead-letter-log.ts';
+import { Manifests } from '../manifest/manifest.ts';
 import type { LogRecord, SpooledRecord } from './record.ts';
 
 /**
@@ -66,6 +67,8 @@ export class Agent {
   readonly #log: Logger;
   readonly #metrics: Metrics;
   #spool: Spool | undefined;
+  /** The completeness chain, when manifest.enabled. */
+  #manifests: Manifests | undefined;
   #inputs: RunningInput[] = [];
   #processors: RunningProcessor[] = [];
   #outputs: RunningOutput[] = [];
@@ -100,9 +103,13 @@ export class Agent {
     this.#registerSpoolMetrics(spool);
     this.#handleOrphans(spool, config.spool.release_removed_outputs);
     const state: StateAccess = { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) };
+    if (config.manifest.enabled) {
+      this.#manifests = new Manifests(spool, config.manifest, this.#log.child({ component_kind: 'manifest' }));
+      this.#manifests.notePolicy();
+    }
 
     for (const oc of config.outputs) {
-      const ctx = { ...this.#context('output', oc), state };
+      const ctx = { ...this.#context('output', oc), state, manifest: this.#manifests?.itemSink(oc.name) };
       const output = oc.plugin.create(oc.config, ctx);
       await output.start?.();
       const runner = new OutputRunner({
@@ -124,6 +131,11 @@ export class Agent {
     }
     for (const o of this.#outputs) o.runner.start();
     const headroomBytes = spoolHeadroomBytes(config);
+    this.#manifests?.startSealing(
+      spool,
+      config.outputs.map((o) => ({ output: o.name, takes: (input: string) => matches(o.match, input) })),
+      config.service.node_name,
+    );
     for (const ic of config.inputs) {
       const abort = new AbortController();
       const base = this.#context('input', ic);
@@ -158,6 +170,7 @@ export class Agent {
   ): Promise<EmitResult> {
     const spool = this.spool;
     let records: LogRecord[] = batch.records;
+    let filtered = 0;
     const deadLetters: DeadLetterEntry[] = [];
     for (const d of batch.deadLetters ?? []) {
       deadLetters.push(this.#deadLetter({ component: input, input, recordId: d.recordId, code: d.code, reason: d.reason, source: d.source }, d.data, d.partial === true, processors));
@@ -169,6 +182,7 @@ export class Agent {
         p.telemetry.received(before);
         records = await p.processor.process(records);
         p.telemetry.sent(records.length);
+        filtered += Math.max(0, before - records.length);
       } catch (err) {
         // A processor must not throw; if one does, the records are kept in the
         // dead-letter table (not shipped half-processed, e.g. unredacted).
@@ -204,7 +218,8 @@ export class Agent {
       this.#metrics.spoolBlockedSeconds.inc({ input }, (performance.now() - t0) / 1000);
     }
     const t0 = performance.now();
-    const result = spool.append({ input, records: encoded, routes, deadLetters, checkpoint: batch.checkpoint, dropWhenFull, headroomBytes });
+    const manifest = this.#manifests?.entryWriter(input, batch.manifest, encoded, { filtered, deadLetters, routed: routes.length > 0 });
+    const result = spool.append({ input, records: encoded, routes, deadLetters, checkpoint: batch.checkpoint, dropWhenFull, headroomBytes, manifest });
     this.#metrics.spoolCommitSeconds.observe((performance.now() - t0) / 1000);
     this.#metrics.spoolCommits.inc({ input });
     const committed = result.batchId !== undefined ? encoded.length : 0;
@@ -374,6 +389,12 @@ export class Agent {
     // shows it): what is pending where, until when, and how to cut it short.
     const slow = setTimeout(() => this.#logDrainWait(deadline), DRAIN_WARN_AFTER_MS);
     slow.unref();
+    if (this.#manifests) {
+      // Seal what the outputs acknowledged by now, then deliver the manifests with the rest.
+      this.#manifests.stopSealing();
+      await Promise.all(this.#outputs.map((o) => o.runner.settle(deadline)));
+      this.#manifests.seal();
+    }
     const drained = await Promise.all(this.#outputs.map((o) => o.runner.drain(deadline))).finally(() => clearTimeout(slow));
     for (const o of this.#outputs) {
       try {

@@ -50,6 +50,12 @@ export interface AppendRequest {
   dropWhenFull?: boolean;
   /** Bytes below `maxBytes` this input must leave free (see `isFull`). */
   headroomBytes?: number;
+  /**
+   * Runs inside the same transaction, after the batch is stored (batchId
+   * undefined when it was not): the completeness chain's entry. `data` is the
+   * batch's framing as stored, valid only during the call.
+   */
+  manifest?: (db: Database, batchId: number | undefined, data: Buffer) => void;
 }
 
 export interface AppendResult {
@@ -375,6 +381,7 @@ export class Spool {
       }
       if (req.deadLetters) for (const d of req.deadLetters) this.#insertDeadLetter(d, now, dl);
       req.checkpoint?.(this.db);
+      req.manifest?.(this.db, batchId, data);
     })();
     this.#countDeadLetters(dl);
     if (store) {

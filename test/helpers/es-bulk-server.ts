@@ -319,6 +319,40 @@ export class EsBulkServer {
     return out;
   }
 
+  /** Remove one stored document (a test tampering with the destination). Returns whether it existed. */
+  deleteDoc(index: string, id: string): boolean {
+    return this.#indices.get(index)?.docs.delete(id) ?? false;
+  }
+
+  /** Replace one stored document's source in place (a test tampering with the destination). */
+  replaceDoc(index: string, id: string, source: Record<string, unknown>): void {
+    const doc = this.#indices.get(index)?.docs.get(id);
+    if (!doc) throw new Error(`no document ${index}/${id}`);
+    doc.source = structuredClone(source);
+    doc.version++;
+  }
+
+  /**
+   * `_mget`: `{"docs":[{"_index","_id"}]}` or, with an index in the path, `{"ids":[…]}`.
+   * Answers in request order, `found: false` for an absent id and an
+   * `index_not_found_exception` item for an absent index, as Elasticsearch does.
+   */
+  #mget(body: string, pathIndex: string | undefined): unknown {
+    const req = JSON.parse(body || '{}') as { docs?: Array<{ _index?: string; _id: string }>; ids?: string[] };
+    const wanted = req.docs ?? (req.ids ?? []).map((id) => ({ _index: pathIndex === undefined ? undefined : decodeURIComponent(pathIndex), _id: id }));
+    return {
+      docs: wanted.map((w) => {
+        const index = w._index ?? (pathIndex === undefined ? undefined : decodeURIComponent(pathIndex));
+        if (index === undefined) return { _index: null, _id: w._id, error: { type: 'action_request_validation_exception', reason: 'index is missing' } };
+        const state = this.#indices.get(index);
+        if (!state) return { _index: index, _id: w._id, error: { root_cause: [], type: 'index_not_found_exception', reason: `no such index [${index}]`, index } };
+        const doc = state.docs.get(w._id);
+        if (!doc) return { _index: index, _id: w._id, found: false };
+        return { _index: index, _id: w._id, _version: doc.version, _seq_no: doc.seqNo, _primary_term: 1, found: true, _source: doc.source };
+      }),
+    };
+  }
+
   allDocs(): EsStoredDoc[] {
     const out: EsStoredDoc[] = [];
     for (const [index, state] of this.#indices) {
@@ -519,6 +553,11 @@ export class EsBulkServer {
 
     if (path === '/_cluster/health' && req.method === 'GET') {
       send(200, { cluster_name: this.#rootInfo().cluster_name, status: 'green', timed_out: false, number_of_nodes: 1, number_of_data_nodes: 1 });
+      return;
+    }
+
+    if (/^\/(?:[^/]+\/)?_mget\/?$/.test(path) && (req.method === 'POST' || req.method === 'GET')) {
+      send(200, this.#mget(record.body, /^\/([^/]+)\/_mget\/?$/.exec(path)?.[1]));
       return;
     }
 

@@ -6,7 +6,7 @@ import type { AuditFileConfig } from './config.ts';
 import type { PreparedFiles } from './early.ts';
 import { FileGauges } from './gauges.ts';
 import { HeldFiles } from './held.ts';
-import { removedGaps, reportReconcile, unseenRotations } from './report.ts';
+import { chainGaps, removedGaps, reportReconcile, unseenRotations } from './report.ts';
 import { compilePaths, DirWatcher, Scanner, type ScanResult } from './scan.ts';
 import { StreamReader, type StreamHost } from './stream.ts';
 import { Tracker, type ReconcileResult, type TrackedFile } from './tracker.ts';
@@ -244,8 +244,10 @@ export class AuditFileInput implements Input {
     const rows: CheckpointRow[] = r.dirty.map((f) => f.toRow(nowMs));
     const removed = r.removed.map((x) => x.file.id);
     const gaps: GapRecord[] = [...removedGaps(r), ...unseen];
+    const streamGaps = chainGaps(this.#name, r, unseen);
     await this.#ctx.emit({
       records: [],
+      manifest: streamGaps.length > 0 ? { gaps: streamGaps } : undefined,
       checkpoint: () => {
         if (markStart) this.#store.markStarted(nowMs);
         for (const row of rows) this.#store.upsertFile(row);

@@ -1,5 +1,5 @@
 import fsp from 'node:fs/promises';
-import type { ComponentContext } from '../../plugin.ts';
+import type { ComponentContext, EmitGap } from '../../plugin.ts';
 import type { CheckpointRow, GapRecord } from './checkpoints.ts';
 import type { FileGauges } from './gauges.ts';
 import type { HeldFiles } from './held.ts';
@@ -50,6 +50,34 @@ export function removedGaps(r: ReconcileResult): GapRecord[] {
   return r.removed
     .filter((x) => x.gapBytes > 0 || x.endUnknown)
     .map((x) => ({ reason: x.reason, file: x.file.path, files: 1, bytes: x.endUnknown ? undefined : x.gapBytes }));
+}
+
+/** The completeness chain's stream of a file lineage: the input and the active file's path. */
+export function chainStream(input: string, streamKey: string): string {
+  return `${input}:${streamKey}`;
+}
+
+/** The same gaps as entries of the completeness chain (src/manifest/), each on its file lineage's stream. */
+export function chainGaps(input: string, r: ReconcileResult, unseen: readonly GapRecord[]): EmitGap[] {
+  return [
+    ...r.removed
+      .filter((x) => x.gapBytes > 0 || x.endUnknown)
+      .map((x) => ({
+        stream: chainStream(input, x.file.streamKey),
+        reason: x.reason,
+        files: 1,
+        bytes: x.endUnknown ? undefined : x.gapBytes,
+        detail: `${x.file.path} (fingerprint ${x.file.fp?.hash ?? 'unknown'}): bytes from ${x.file.offset} to ${x.endUnknown ? 'its unknown end' : x.file.size} never read (${x.reason})`,
+      })),
+    ...unseen.map((g) => ({
+      stream: chainStream(input, g.file ?? ''),
+      reason: g.reason,
+      files: g.files,
+      fromMs: g.fromMs,
+      toMs: g.toMs,
+      detail: `about ${g.files} file(s) of ${g.file ?? '?'} rotated away unread between ${new Date(g.fromMs ?? 0).toISOString()} and ${new Date(g.toMs ?? 0).toISOString()}`,
+    })),
+  ];
 }
 
 /**

@@ -9,6 +9,7 @@ import type { HeldFiles } from './held.ts';
 import { fingerprintOf, FINGERPRINT_MAX_BYTES, headMatches, readHead } from './identity.ts';
 import { lineHandler, newBatch, type Batch } from './lines.ts';
 import { pickNext } from './pick.ts';
+import { chainStream } from './report.ts';
 import { GzipSource, LineSplitter, PlainSource, type FileSource, type LineHandler } from './reader.ts';
 import type { TrackedFile, Tracker } from './tracker.ts';
 import { auditFileEvent, auditFileMetrics } from './telemetry.ts';
@@ -275,6 +276,10 @@ export class StreamReader {
       records: batch.records,
       deadLetters: batch.deadLetters.length > 0 ? batch.deadLetters : undefined,
       checkpoint: () => store.advance(row),
+      manifest: {
+        stream: chainStream(ctx.name, f.streamKey),
+        source: { file: { path: f.path, fingerprint: f.fp?.hash ?? null, from: f.offset, to: offset } },
+      },
     };
     const { metrics, telemetry } = ctx;
     const input = ctx.name;

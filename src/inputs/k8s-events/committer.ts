@@ -1,6 +1,6 @@
-import type { InputContext, InputDeadLetter } from '../../plugin.ts';
+import type { EmitGap, InputContext, InputDeadLetter } from '../../plugin.ts';
 import type { LogRecord } from '../../pipeline/record.ts';
-import { isNewVersion, toRecord, type EventApi, type EventObject } from './convert.ts';
+import { compareRv, isNewVersion, isNumericRv, toRecord, type EventApi, type EventObject } from './convert.ts';
 import type { EventsState, SeenEntry } from './state.ts';
 import { k8sEventsMetrics } from './telemetry.ts';
 
@@ -45,10 +45,32 @@ interface Staged {
   seen: Map<string, SeenEntry>;
   cursors: Map<string, string>;
   newUids: number;
+  /** Lowest and highest resourceVersion staged (the chain entry's range). */
+  minRv: string | undefined;
+  maxRv: string | undefined;
+  /** Possible gaps noticed since the last commit (the completeness chain). */
+  gaps: EmitGap[];
 }
 
 function empty(): Staged {
-  return { records: [], deadLetters: [], seen: new Map(), cursors: new Map(), newUids: 0 };
+  return { records: [], deadLetters: [], seen: new Map(), cursors: new Map(), newUids: 0, minRv: undefined, maxRv: undefined, gaps: [] };
+}
+
+function lowerRv(a: string | undefined, b: string): string {
+  if (a === undefined) return b;
+  return isNumericRv(a) && isNumericRv(b) && compareRv(b, a) < 0 ? b : a;
+}
+
+function higherRv(a: string | undefined, b: string): string {
+  if (a === undefined) return b;
+  return isNumericRv(a) && isNumericRv(b) && compareRv(b, a) > 0 ? b : a;
+}
+
+/** One cursor as is; several (one per namespace scope) as `scope=rv,…`. */
+function cursorText(cursors: ReadonlyMap<string, string | undefined>): string | null {
+  if (cursors.size === 0) return null;
+  if (cursors.size === 1) return [...cursors.values()][0] ?? null;
+  return [...cursors].map(([scope, rv]) => `${scope}=${rv ?? ''}`).join(',');
 }
 
 export class Committer {
@@ -101,6 +123,8 @@ export class Committer {
         continue;
       }
       s.records.push(toRecord(obj, api, ctx.name)!);
+      s.minRv = lowerRv(s.minRv, rv);
+      s.maxRv = higherRv(s.maxRv, rv);
       if (last === undefined) s.newUids++;
       s.seen.set(uid, { uid, scope, resourceVersion: rv });
     }
@@ -124,6 +148,15 @@ export class Committer {
     }
   }
 
+  /**
+   * A possible gap (events expired before they could be read): an entry of
+   * its own in the completeness chain, committed now.
+   */
+  async gap(gap: EmitGap): Promise<void> {
+    this.#staged.gaps.push(gap);
+    await this.flush();
+  }
+
   /** Commits whatever is staged (serialized with other commits). */
   flush(): Promise<void> {
     if (this.#timer !== undefined) {
@@ -138,14 +171,20 @@ export class Committer {
   async #commit(): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     const batch = this.#staged;
-    if (batch.records.length === 0 && batch.deadLetters.length === 0 && batch.cursors.size === 0) return;
+    if (batch.records.length === 0 && batch.deadLetters.length === 0 && batch.cursors.size === 0 && batch.gaps.length === 0) return;
     this.#staged = empty();
     this.#inflight = batch;
     const { ctx, state, fence } = this.#o;
+    const before = new Map<string, string | undefined>();
+    for (const scope of batch.cursors.keys()) before.set(scope, state.cursor(scope)?.resourceVersion);
     try {
       await ctx.emit({
         records: batch.records,
         deadLetters: batch.deadLetters,
+        manifest: {
+          source: { resourceVersion: { cursorFrom: cursorText(before), cursorTo: cursorText(batch.cursors), min: batch.minRv ?? null, max: batch.maxRv ?? null } },
+          gaps: batch.gaps.length > 0 ? batch.gaps : undefined,
+        },
         checkpoint: () => {
           fence?.();
           state.commit(batch.seen.values(), batch.cursors, Date.now());

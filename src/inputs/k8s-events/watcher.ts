@@ -136,7 +136,7 @@ export class ScopeWatcher {
     }
     // The list's resourceVersion becomes the cursor only with its last page.
     await this.#o.committer.stage(this.#o.scope, page.items, 'list', page.last ? page.resourceVersion : undefined);
-    if (page.last) this.#checkGap();
+    if (page.last) await this.#checkGap();
   }
 
   async #onWatch(batch: WatchBatch<EventObject>): Promise<void> {
@@ -148,7 +148,7 @@ export class ScopeWatcher {
     await this.#o.committer.stage(this.#o.scope, objects, 'watch', batch.resourceVersion);
   }
 
-  #checkGap(): void {
+  async #checkGap(): Promise<void> {
     const cursor = this.#listCursor;
     const oldest = this.#oldest;
     if (cursor === undefined || oldest === undefined || !isNumericRv(cursor)) return;
@@ -168,6 +168,12 @@ export class ScopeWatcher {
       },
       'possible gap: every event listed now is newer than the cursor; event versions written in between may have expired (event TTL) before they could be read',
     );
+    await this.#o.committer.gap({
+      reason: 'expired',
+      fromMs,
+      toMs: oldest.timeMs,
+      detail: `scope ${scope}: event versions between resourceVersion ${cursor} and ${oldest.rv} may have expired before they could be read (relist after the cursor was too old)`,
+    });
   }
 
   #warn(fields: Record<string, unknown>, msg: string): void {

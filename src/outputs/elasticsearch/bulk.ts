@@ -3,6 +3,7 @@ import type { ItemFailure } from '../../plugin.ts';
 import type { ByteWriter } from '../../delivery/byte-writer.ts';
 import type { TimePattern } from '../../delivery/time-pattern.ts';
 import { destinationCode } from '../../delivery/outcome.ts';
+import { MANIFEST_INPUT } from '../../manifest/record.ts';
 
 /**
  * The `_bulk` wire format, both ways.
@@ -25,6 +26,17 @@ export interface BulkEncodeOptions {
   target: TimePattern;
   /** Add `@timestamp` (record time, ISO 8601 UTC) to documents that lack it. */
   addTimestamp: boolean;
+  /** Where manifest records go (src/manifest/): one document each, `_id` = the manifest's record id. */
+  manifestIndex?: string;
+}
+
+/**
+ * A manifest as a document: the manifest's JSON kept as one string field, so
+ * that its many ids and hashes are stored, not mapped (docs/verify.md
+ * suggests a template with `manifest` not indexed).
+ */
+export function manifestDocument(r: SpooledRecord): string {
+  return `{"@timestamp":${JSON.stringify(new Date(r.timeMs).toISOString())},"ktrail_manifest_id":${JSON.stringify(r.id)},"manifest":${JSON.stringify(r.json)}}`;
 }
 
 const JSON_STRING_CACHE_MAX = 256;
@@ -42,6 +54,12 @@ export class BulkEncoder {
     const { opType, target, addTimestamp } = this.#opts;
     const head = `{"${opType}":{"_index":`;
     for (const r of records) {
+      if (r.input === MANIFEST_INPUT && this.#opts.manifestIndex !== undefined) {
+        w.write(`{"create":{"_index":${this.#quote(this.#opts.manifestIndex)},"_id":${JSON.stringify(r.id)}}}\n`);
+        w.write(manifestDocument(r));
+        w.byte(0x0a);
+        continue;
+      }
       const index = this.#quote(target.format(r.timeMs, { input: r.input }));
       w.write(`${head}${index},"_id":${JSON.stringify(r.id)}}}\n`);
       const at = addTimestamp ? timestampInsertAt(r.json) : -1;

@@ -9,6 +9,7 @@ import { parsePattern, TimePattern } from '../../delivery/time-pattern.ts';
 import { probeHttp } from '../../delivery/http/probe.ts';
 import { tlsSchema } from '../../delivery/http/tls.ts';
 import { BULK_FILTER_PATH, BulkEncoder, interpretBulkResponse } from './bulk.ts';
+import { MANIFEST_INPUT } from '../../manifest/record.ts';
 import { elasticsearchMetrics } from './telemetry.ts';
 
 /**
@@ -53,6 +54,9 @@ const schema = z
     compression: z.enum(['gzip', 'none']).default('gzip').describe('gzip: compress request bodies (Content-Encoding: gzip).'),
     compression_level: z.number().int().min(1).max(9).default(1).describe('gzip level, 1 (fastest) to 9 (smallest).'),
     add_timestamp: z.boolean().default(true).describe('Add @timestamp (the record time, ISO 8601 UTC) to documents that have none.'),
+    manifest_index: targetPattern('manifest index')
+      .default('ktrail-manifests')
+      .describe('With manifest.enabled: the index of the manifest documents (one per seal, `_id` ktrail-manifest:<output>:<seq>), naming the data indices and ids they cover.'),
     headers: z.record(z.string().min(1), z.string()).default({}).describe('Extra request headers.'),
     auth: esAuthSchema.optional(),
     tls: tlsSchema.optional(),
@@ -72,6 +76,7 @@ class ElasticsearchOutput extends EndpointOutput {
   readonly #ctx: OutputContext;
   readonly #encoder: BulkEncoder;
   readonly #path: string;
+  readonly #target: TimePattern;
 
   constructor(cfg: ElasticsearchConfig, ctx: OutputContext) {
     super(cfg, { connections: 16, headers: requestHeaders(cfg.headers, 'application/x-ndjson'), log: ctx.log, maxWriterBytes: 32 * 1024 * 1024 });
@@ -86,7 +91,27 @@ class ElasticsearchOutput extends EndpointOutput {
       opType: cfg.data_stream !== undefined ? 'create' : cfg.op_type,
       target: new TimePattern(cfg.data_stream ?? cfg.index ?? DEFAULT_INDEX, TARGET_VARS),
       addTimestamp: cfg.add_timestamp,
+      manifestIndex: cfg.manifest_index,
     });
+    this.#target = new TimePattern(cfg.data_stream ?? cfg.index ?? DEFAULT_INDEX, TARGET_VARS);
+  }
+
+  /** With manifests on: which indices hold this request's records, for the manifest that seals its batches. */
+  #noteItems(request: OutboundRequest): void {
+    const sink = this.#ctx.manifest;
+    if (!sink) return;
+    const counts = new Map<string, number>();
+    for (const r of request.records) {
+      if (r.input === MANIFEST_INPUT) continue;
+      const index = this.#target.format(r.timeMs, { input: r.input });
+      counts.set(index, (counts.get(index) ?? 0) + 1);
+    }
+    if (counts.size === 0) return;
+    sink.noteItems(
+      request.firstBatchId,
+      request.lastBatchId,
+      [...counts].map(([index, records]) => ({ key: `${index}@${request.firstBatchId}-${request.lastBatchId}`, index, records })),
+    );
   }
 
   protected async sendPart(writer: ByteWriter, request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
@@ -118,6 +143,7 @@ class ElasticsearchOutput extends EndpointOutput {
     }
     const { metrics, name } = this.#ctx;
     if (result.duplicates > 0) elasticsearchMetrics(metrics).duplicates.inc({ output: name }, result.duplicates);
+    this.#noteItems(request);
     if (result.failures.length === 0) return { kind: 'ok' };
     // The delivery runner counts each failed item by its code.
     return { kind: 'partial', failures: result.failures };

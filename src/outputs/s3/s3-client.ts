@@ -116,8 +116,10 @@ export class S3Client {
     await this.#pool.close();
   }
 
-  async putObject(key: string, body: Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<void> {
-    await this.#request('PUT', key, {}, headers, body, signal);
+  /** Returns the object's ETag ('' if the store sent none). */
+  async putObject(key: string, body: Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<string> {
+    const res = await this.#request('PUT', key, {}, headers, body, signal);
+    return typeof res.headers.etag === 'string' ? res.headers.etag : '';
   }
 
   async createMultipartUpload(key: string, headers: Record<string, string>, signal: AbortSignal): Promise<string> {
@@ -134,7 +136,8 @@ export class S3Client {
     return etag;
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: readonly CompletedPart[], signal: AbortSignal): Promise<void> {
+  /** Returns the object's ETag ('' if the answer named none). */
+  async completeMultipartUpload(key: string, uploadId: string, parts: readonly CompletedPart[], signal: AbortSignal): Promise<string> {
     let xml = '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">';
     for (const p of parts) xml += `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>${escapeXml(p.etag)}</ETag></Part>`;
     xml += '</CompleteMultipartUpload>';
@@ -143,6 +146,7 @@ export class S3Client {
     if (/<Error>/.test(res.text)) {
       throw new S3Error(500, xmlValue(res.text, 'Code') ?? 'InternalError', xmlValue(res.text, 'Message') ?? 'CompleteMultipartUpload failed');
     }
+    return xmlValue(res.text, 'ETag') ?? '';
   }
 
   async abortMultipartUpload(key: string, uploadId: string, signal: AbortSignal): Promise<void> {

@@ -3,7 +3,8 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { z } from 'zod';
 import type { SpooledRecord } from '../../pipeline/record.ts';
-import type { OutboundRequest, Output, OutputContext, OutputPlugin, ProbeContext, ProbeResult, SendOutcome } from '../../plugin.ts';
+import type { ManifestItem, OutboundRequest, Output, OutputContext, OutputPlugin, ProbeContext, ProbeResult, SendOutcome } from '../../plugin.ts';
+import { MANIFEST_INPUT, manifestSeqOf } from '../../manifest/record.ts';
 import { secret, type Secret } from '../../config/secret.ts';
 import { duration, size } from '../../config/units.ts';
 import { errorMessage } from '../../errors.ts';
@@ -150,12 +151,31 @@ class S3Output implements Output {
     return this.#key.format(first.timeMs, { node: this.#ctx.nodeName, input: first.input, batch: request.key, spool_id: this.#spoolId });
   }
 
+  /**
+   * Where a manifest goes: `<static prefix of key_format>manifests/<node>/<output>-<seq>.json`,
+   * beside the data objects and stable across retries (the seq is in the record id).
+   */
+  manifestKey(record: SpooledRecord): string {
+    const seq = String(manifestSeqOf(record.id)).padStart(10, '0');
+    return `${manifestPrefix(this.#cfg.key_format)}${this.#ctx.nodeName}/${this.#ctx.name}-${seq}.json`;
+  }
+
   async send(request: OutboundRequest, signal: AbortSignal): Promise<SendOutcome> {
     if (!this.#client) await this.start();
-    const objects = this.#key.vars.has('input') ? groupByInput(request.records) : [request.records];
+    const manifests = request.records.filter((r) => r.input === MANIFEST_INPUT);
+    const data = manifests.length === 0 ? request.records : request.records.filter((r) => r.input !== MANIFEST_INPUT);
+    const objects = data.length === 0 ? [] : this.#key.vars.has('input') ? groupByInput(data) : [data];
     try {
       // Objects already written by an earlier attempt are written again under the same key: harmless.
-      for (const records of objects) await this.#putRecords(this.keyFor(request, records[0]!), records, signal);
+      const items: ManifestItem[] = [];
+      for (const records of objects) {
+        const key = this.keyFor(request, records[0]!);
+        const etag = await this.#putRecords(key, records, signal);
+        items.push({ key, etag, records: records.length });
+      }
+      if (items.length > 0) this.#ctx.manifest?.noteItems(request.firstBatchId, request.lastBatchId, items);
+      // A manifest names objects acknowledged before it was sealed, so it is written after them.
+      for (const m of manifests) await this.#client!.putObject(this.manifestKey(m), Buffer.from(m.json), MANIFEST_HEADERS, signal);
       return { kind: 'ok' };
     } catch (err) {
       if (err instanceof S3Error) return this.#classify(err);
@@ -163,7 +183,7 @@ class S3Output implements Output {
     }
   }
 
-  async #putRecords(key: string, records: readonly SpooledRecord[], signal: AbortSignal): Promise<void> {
+  async #putRecords(key: string, records: readonly SpooledRecord[], signal: AbortSignal): Promise<string> {
     const writer = this.#writers.take();
     let body: Buffer;
     try {
@@ -175,11 +195,11 @@ class S3Output implements Output {
     } finally {
       this.#writers.give(writer);
     }
-    if (body.length < this.#cfg.multipart_threshold) await this.#client!.putObject(key, body, this.#objectHeaders, signal);
-    else await this.#multipart(key, body, signal);
+    if (body.length < this.#cfg.multipart_threshold) return this.#client!.putObject(key, body, this.#objectHeaders, signal);
+    return this.#multipart(key, body, signal);
   }
 
-  async #multipart(key: string, body: Buffer, signal: AbortSignal): Promise<void> {
+  async #multipart(key: string, body: Buffer, signal: AbortSignal): Promise<string> {
     const client = this.#client!;
     const partBytes = Math.max(this.#cfg.multipart_part_bytes, Math.ceil(body.length / MAX_PARTS));
     const uploadId = await client.createMultipartUpload(key, this.#objectHeaders, signal);
@@ -189,7 +209,7 @@ class S3Output implements Output {
         const etag = await client.uploadPart(key, uploadId, n, body.subarray(off, Math.min(body.length, off + partBytes)), signal);
         parts.push({ partNumber: n, etag });
       }
-      await client.completeMultipartUpload(key, uploadId, parts, signal);
+      return await client.completeMultipartUpload(key, uploadId, parts, signal);
     } catch (err) {
       // The next attempt starts a new upload; free the parts of this one. A crash
       // here leaves them behind: a lifecycle rule (AbortIncompleteMultipartUpload) cleans those.
@@ -231,6 +251,15 @@ class S3Output implements Output {
   async close(): Promise<void> {
     await this.#client?.close();
   }
+}
+
+const MANIFEST_HEADERS = { 'content-type': 'application/json' };
+
+/** The part of key_format before its first variable, up to its last slash, then `manifests/`. */
+export function manifestPrefix(keyFormat: string): string {
+  const firstVar = keyFormat.search(/[{%]/);
+  const fixed = firstVar === -1 ? keyFormat : keyFormat.slice(0, firstVar);
+  return `${fixed.slice(0, fixed.lastIndexOf('/') + 1)}manifests/`;
 }
 
 function groupByInput(records: readonly SpooledRecord[]): SpooledRecord[][] {

@@ -71,7 +71,7 @@ export interface InProcessAgent {
  * Runs the agent in this process with a `gated` output recording delivered
  * ids. `inputYaml` is the k8s_events input's body (indented 4 spaces).
  */
-export async function startAgent(stateDir: string, inputYaml: string, opts: { gate?: RecordingGate; spoolMaxBytes?: string } = {}): Promise<InProcessAgent> {
+export async function startAgent(stateDir: string, inputYaml: string, opts: { gate?: RecordingGate; spoolMaxBytes?: string; manifest?: boolean } = {}): Promise<InProcessAgent> {
   const gate = opts.gate ?? new RecordingGate();
   const text = [
     'service:',
@@ -79,6 +79,7 @@ export async function startAgent(stateDir: string, inputYaml: string, opts: { ga
     '  metrics: { enabled: false }',
     '  shutdown_timeout: 2s',
     ...(opts.spoolMaxBytes ? ['spool:', `  max_bytes: ${opts.spoolMaxBytes}`] : []),
+    ...(opts.manifest ? ['manifest: { enabled: true }'] : []),
     'inputs:',
     '  events:',
     '    type: k8s_events',
