@@ -39,7 +39,7 @@ export interface AuditFileBenchCase {
 }
 
 /** A ~1.4 KB Metadata event of a pod's service account, split around its auditID. */
-function metadataTemplate(): [string, string] {
+export function metadataTemplate(): [string, string] {
   const marker = '00000000-0000-0000-0000-000000000000';
   const l = auditLine({
     level: 'Metadata',
@@ -70,13 +70,13 @@ function metadataTemplate(): [string, string] {
   return [l.slice(0, i), l.slice(i + marker.length)];
 }
 
-function uuidOf(n: number): string {
+export function uuidOf(n: number): string {
   const h = n.toString(16).padStart(12, '0');
   return `b3nc4a11-0000-4000-8000-${h}`;
 }
 
 /** Writes lines into 100 MiB lumberjack-named backups and a last audit.log; returns the files oldest first. */
-function writeStream(dir: string, lines: Iterable<string>): { files: string[]; events: number; bytes: number } {
+export function writeStream(dir: string, lines: Iterable<string>): { files: string[]; events: number; bytes: number } {
   fs.mkdirSync(dir, { recursive: true });
   const files: string[] = [];
   let events = 0;
@@ -123,7 +123,7 @@ function writeStream(dir: string, lines: Iterable<string>): { files: string[]; e
   return { files, events, bytes };
 }
 
-function* metadataLines(totalBytes: number): Generator<string> {
+export function* metadataLines(totalBytes: number): Generator<string> {
   const [pre, post] = metadataTemplate();
   let bytes = 0;
   for (let i = 0; bytes < totalBytes; i++) {

@@ -40,7 +40,8 @@ export function row(m: Measurement, reference?: Measurement): string {
   const cpuPerMiB = m.cpuMs / (m.bytes / MiB);
   const ratio = reference ? ` ${(mibs / (reference.bytes / MiB / (reference.wallMs / 1000))).toFixed(2)}×ref` : '';
   const rss = m.peakRssMiB !== undefined ? `${m.peakRssMiB.toFixed(0)} MiB` : '-';
-  return `${m.name.padEnd(44)} ${mibs.toFixed(1).padStart(8)} MiB/s ${Math.round(evs).toString().padStart(9)} ev/s ${cpuPerMiB.toFixed(1).padStart(7)} CPU ms/MiB  peak RSS ${rss.padStart(8)}${ratio}`;
+  const cores = m.wallMs > 0 ? m.cpuMs / m.wallMs : 0;
+  return `${m.name.padEnd(44)} ${mibs.toFixed(1).padStart(8)} MiB/s ${Math.round(evs).toString().padStart(9)} ev/s ${cpuPerMiB.toFixed(1).padStart(7)} CPU ms/MiB  peak RSS ${rss.padStart(8)}  ${cores.toFixed(2)} cores${ratio}`;
 }
 
 export function header(title: string): void {
