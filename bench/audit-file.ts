@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { auditLine, auditLines } from '../test/generators/audit-gen.ts';
 import { backupName } from '../test/generators/lumberjack.ts';
 import type { ChildResult, ChildSpec } from './audit-file-child.ts';
-import { header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
+import { childEnv, header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
 
 /**
  * Tailing throughput of the audit_file input, end to end: files laid out as
@@ -136,7 +136,7 @@ export function* metadataLines(totalBytes: number): Generator<string> {
 function runChild(mode: 'agent' | 'reference', spec: ChildSpec): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     // Both children run with the V8 flags the manifests set (NODE_OPTIONS there).
-    const child = spawn(process.execPath, [...SHIPPED_V8_FLAGS, path.join(here, 'audit-file-child.ts'), mode, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...SHIPPED_V8_FLAGS, path.join(here, 'audit-file-child.ts'), mode, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() });
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (out += d));
