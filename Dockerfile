@@ -43,6 +43,9 @@ LABEL org.opencontainers.image.title="ktrail" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="docker.io/library/node:24-bookworm-slim"
 ENV NODE_ENV=production
+# The V8 heap flags ktrail ships with (the manifests and `npm start` use the
+# same; docs/deploy.md#sizing and docs/performance.md say why).
+ENV NODE_OPTIONS="--max-old-space-size=224 --max-semi-space-size=8"
 WORKDIR /app
 # Files stay owned by root and read-only to the runtime user: the agent can
 # not modify its own code even where the root filesystem is writable.

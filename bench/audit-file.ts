@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { auditLine, auditLines } from '../test/generators/audit-gen.ts';
 import { backupName } from '../test/generators/lumberjack.ts';
 import type { ChildResult, ChildSpec } from './audit-file-child.ts';
-import { header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
+import { childEnv, header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
 
 /**
  * Tailing throughput of the audit_file input, end to end: files laid out as
@@ -41,7 +41,7 @@ export interface AuditFileBenchCase {
 }
 
 /** A ~1.4 KB Metadata event of a pod's service account, split around its auditID. */
-function metadataTemplate(): [string, string] {
+export function metadataTemplate(): [string, string] {
   const marker = '00000000-0000-0000-0000-000000000000';
   const l = auditLine({
     level: 'Metadata',
@@ -72,13 +72,13 @@ function metadataTemplate(): [string, string] {
   return [l.slice(0, i), l.slice(i + marker.length)];
 }
 
-function uuidOf(n: number): string {
+export function uuidOf(n: number): string {
   const h = n.toString(16).padStart(12, '0');
   return `b3nc4a11-0000-4000-8000-${h}`;
 }
 
 /** Writes lines into 100 MiB lumberjack-named backups and a last audit.log; returns the files oldest first. */
-function writeStream(dir: string, lines: Iterable<string>): { files: string[]; events: number; bytes: number } {
+export function writeStream(dir: string, lines: Iterable<string>): { files: string[]; events: number; bytes: number } {
   fs.mkdirSync(dir, { recursive: true });
   const files: string[] = [];
   let events = 0;
@@ -125,7 +125,7 @@ function writeStream(dir: string, lines: Iterable<string>): { files: string[]; e
   return { files, events, bytes };
 }
 
-function* metadataLines(totalBytes: number): Generator<string> {
+export function* metadataLines(totalBytes: number): Generator<string> {
   const [pre, post] = metadataTemplate();
   let bytes = 0;
   for (let i = 0; bytes < totalBytes; i++) {
@@ -138,7 +138,7 @@ function* metadataLines(totalBytes: number): Generator<string> {
 function runChild(mode: 'agent' | 'reference', spec: ChildSpec): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     // Both children run with the V8 flags the manifests set (NODE_OPTIONS there).
-    const child = spawn(process.execPath, [...SHIPPED_V8_FLAGS, path.join(here, 'audit-file-child.ts'), mode, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...SHIPPED_V8_FLAGS, path.join(here, 'audit-file-child.ts'), mode, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'], env: childEnv() });
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (out += d));

@@ -4,6 +4,8 @@
  * read is the ratio, not the absolute number.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface Measurement {
   name: string;
@@ -25,8 +27,22 @@ export async function measure(name: string, fn: () => Promise<{ bytes: number; e
 
 export const MiB = 1024 * 1024;
 
-/** The V8 flags manifests/ sets in NODE_OPTIONS; benchmarks run agent children with them. */
-export const SHIPPED_V8_FLAGS = ['--max-old-space-size=224', '--max-semi-space-size=16'];
+/**
+ * The V8 flags ktrail ships with: NODE_OPTIONS in manifests/ and the image,
+ * and `npm start` (test/deploy/v8-flags.test.ts keeps them equal).
+ * Benchmarks run agent children with them.
+ */
+export const SHIPPED_V8_FLAGS = ['--max-old-space-size=224', '--max-semi-space-size=8'];
+
+/**
+ * The environment of a measured child: the compile cache the shipped launcher
+ * (bin/ktrail.js) enables, in its default place, so start-up is measured as
+ * it runs in the image and under `npm start`, not with every source compiled
+ * and type-stripped afresh.
+ */
+export function childEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE || path.join(os.tmpdir(), 'node-compile-cache') };
+}
 
 /** KTRAIL_BENCH_SCALE shrinks or grows every case (default 1). */
 export function scale(): number {
@@ -40,7 +56,8 @@ export function row(m: Measurement, reference?: Measurement): string {
   const cpuPerMiB = m.cpuMs / (m.bytes / MiB);
   const ratio = reference ? ` ${(mibs / (reference.bytes / MiB / (reference.wallMs / 1000))).toFixed(2)}×ref` : '';
   const rss = m.peakRssMiB !== undefined ? `${m.peakRssMiB.toFixed(0)} MiB` : '-';
-  return `${m.name.padEnd(44)} ${mibs.toFixed(1).padStart(8)} MiB/s ${Math.round(evs).toString().padStart(9)} ev/s ${cpuPerMiB.toFixed(1).padStart(7)} CPU ms/MiB  peak RSS ${rss.padStart(8)}${ratio}`;
+  const cores = m.wallMs > 0 ? m.cpuMs / m.wallMs : 0;
+  return `${m.name.padEnd(44)} ${mibs.toFixed(1).padStart(8)} MiB/s ${Math.round(evs).toString().padStart(9)} ev/s ${cpuPerMiB.toFixed(1).padStart(7)} CPU ms/MiB  peak RSS ${rss.padStart(8)}  ${cores.toFixed(2)} cores${ratio}`;
 }
 
 export function header(title: string): void {

@@ -7,9 +7,12 @@ import { benchOutputs } from './outputs.ts';
 import { benchProcessors } from './processors.ts';
 import { benchK8sEvents } from './k8s-events.ts';
 import { benchStartup } from './startup.ts';
+import { benchLive, benchPipeline } from './pipeline.ts';
 import { benchWebhook } from './webhook.ts';
 
 const cases: Array<[string, () => Promise<void>]> = [
+  ['e2e', benchPipeline],
+  ['live', benchLive],
   ['spool', benchSpool],
   ['audit-file', async () => void (await benchAuditFile())],
   ['outputs', benchOutputs],

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { auditLines } from '../test/generators/audit-gen.ts';
 import { COMPRESS_SUFFIX, LumberjackWriter } from '../test/generators/lumberjack.ts';
-import { header, MiB, scale, tmpFile } from './lib.ts';
+import { header, MiB, scale, SHIPPED_V8_FLAGS, tmpFile } from './lib.ts';
 
 /**
  * Start-up of `ktrail run`, restarted again and again on one state dir, as
@@ -18,7 +18,7 @@ import { header, MiB, scale, tmpFile } from './lib.ts';
  * this process, with the telemetry server on a free port.
  *
  * Per run, measured from spawn (`node bin/ktrail.js run -c cfg`, the command
- * `npm start` runs, no extra node flags):
+ * `npm start` runs, with the shipped V8 flags):
  * - all files open: the `openedAt` time in the agent's `audit files open` log
  *   line (every matching file is open; the line itself is written after the
  *   config is validated), minus the spawn time (both wall clock, one machine);
@@ -166,7 +166,7 @@ const OPEN_ALL = "const fs=require('fs'),p=require('path'),d=process.argv[1];for
 async function runAgent(cfgFile: string, port: number, caughtUp: () => boolean): Promise<Run> {
   const t0 = performance.now();
   const spawnedAtMs = Date.now();
-  const child = spawn(process.execPath, [path.join(repo, 'bin/ktrail.js'), 'run', '-c', cfgFile], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...SHIPPED_V8_FLAGS, path.join(repo, 'bin/ktrail.js'), 'run', '-c', cfgFile], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let exitCode: number | null | undefined;
   void exited.then((c) => (exitCode = c));

@@ -1,4 +1,4 @@
-import type { SpooledRecord } from '../pipeline/record.ts';
+import { jsonSize, type SpooledRecord } from '../pipeline/record.ts';
 import type { BatchRef } from '../spool/spool.ts';
 
 /**
@@ -52,7 +52,7 @@ export function splitRecords(records: readonly SpooledRecord[], maxBytes: number
   let cur: SpooledRecord[] = [];
   let bytes = 0;
   for (const r of records) {
-    const n = r.json.length + 1;
+    const n = jsonSize(r) + 1;
     if (cur.length > 0 && (bytes + n > maxBytes || cur.length >= maxRecords)) {
       parts.push(cur);
       cur = [];

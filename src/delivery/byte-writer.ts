@@ -30,6 +30,13 @@ export class ByteWriter {
     this.#len += this.#buf.write(text, this.#len, 'utf8');
   }
 
+  /** Bytes that are already UTF-8 (a spooled record's `bytes`), copied as they are. */
+  bytes(src: Uint8Array): void {
+    if (this.#len + src.length > this.#buf.length) this.#grow(this.#len + src.length);
+    this.#buf.set(src, this.#len);
+    this.#len += src.length;
+  }
+
   byte(b: number): void {
     if (this.#len + 1 > this.#buf.length) this.#grow(this.#len + 1);
     this.#buf[this.#len++] = b;

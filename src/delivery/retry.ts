@@ -1,4 +1,4 @@
-import type { SpooledRecord } from '../pipeline/record.ts';
+import { jsonSize, type SpooledRecord } from '../pipeline/record.ts';
 import type { ItemFailure, OutboundRequest, Output, SendOutcome } from '../plugin.ts';
 import type { ComponentTelemetry, Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -74,7 +74,7 @@ export class RetryingSender {
       if (this.#o.stop.aborted) return 'stopped';
       attempt++;
       const batch = todo.map((i) => records[i]!);
-      const bytes = batch.reduce((n, r) => n + r.json.length + 1, 0);
+      const bytes = batch.reduce((n, r) => n + jsonSize(r) + 1, 0);
       const request: OutboundRequest = { key, firstBatchId: group.firstBatch, lastBatchId: group.lastBatch, records: batch, attempt };
       const timeout = AbortSignal.timeout(config.requestTimeoutMs);
       const signal = AbortSignal.any([this.#o.stop, timeout]);

@@ -114,4 +114,40 @@ export interface SpooledRecord {
   json: string;
   /** When the spool stored it (the batch's commit time, ms): the same on every resend. Set by `Spool.readBatch`. */
   storedMs?: number;
+  /**
+   * The same JSON line as UTF-8, when the spool read it as bytes: outputs that
+   * ship the line as it is copy these instead of encoding `json` again. A view
+   * into the batch read from the spool; copy what you keep.
+   */
+  readonly bytes?: Buffer;
+}
+
+/**
+ * A spooled record read as bytes: its `json` text is decoded only if an
+ * output asks for it (s3, file, a dead letter), so one that copies `bytes`
+ * into its request body never builds the string.
+ */
+export class SpooledBytesRecord implements SpooledRecord {
+  readonly id: string;
+  readonly timeMs: number;
+  readonly input: string;
+  readonly bytes: Buffer;
+  storedMs?: number;
+  #json: string | undefined;
+
+  constructor(id: string, timeMs: number, input: string, bytes: Buffer) {
+    this.id = id;
+    this.timeMs = timeMs;
+    this.input = input;
+    this.bytes = bytes;
+  }
+
+  get json(): string {
+    return (this.#json ??= this.bytes.toString('utf8'));
+  }
+}
+
+/** Size of a record's JSON line for request limits: its UTF-8 bytes when known, else its length in UTF-16 code units. */
+export function jsonSize(r: SpooledRecord): number {
+  return r.bytes !== undefined ? r.bytes.length : r.json.length;
 }

@@ -40,10 +40,36 @@ export function manifestDocument(r: SpooledRecord): string {
 }
 
 const JSON_STRING_CACHE_MAX = 256;
+const TIMESTAMP_KEY = Buffer.from('"@timestamp"');
+
+/**
+ * `new Date(ms).toISOString()` for runs of nearby times (audit records come
+ * in time order): the text up to the second is reused while the second is
+ * the same, so most records cost a few digits, not a Date.
+ */
+export class IsoTime {
+  #second = Number.NaN;
+  #prefix = '';
+
+  format(ms: number): string {
+    if (!Number.isInteger(ms)) return new Date(ms).toISOString();
+    const second = Math.floor(ms / 1000);
+    if (second !== this.#second) {
+      const iso = new Date(second * 1000).toISOString();
+      // Years beyond 9999 (or before 0) are written with a sign and six digits; the cache only knows four.
+      if (iso.length !== 24) return new Date(ms).toISOString();
+      this.#second = second;
+      this.#prefix = iso.slice(0, 20);
+    }
+    const frac = ms - second * 1000;
+    return `${this.#prefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
+  }
+}
 
 export class BulkEncoder {
   readonly #opts: BulkEncodeOptions;
   readonly #quoted = new Map<string, string>();
+  readonly #iso = new IsoTime();
 
   constructor(opts: BulkEncodeOptions) {
     this.#opts = opts;
@@ -62,6 +88,10 @@ export class BulkEncoder {
       }
       const index = this.#quote(target.format(r.timeMs, { input: r.input }));
       w.write(`${head}${index},"_id":${JSON.stringify(r.id)}}}\n`);
+      if (r.bytes !== undefined && this.#copyBytes(w, r.bytes, r.timeMs)) {
+        w.byte(0x0a);
+        continue;
+      }
       const at = addTimestamp ? timestampInsertAt(r.json) : -1;
       if (at < 0) w.write(r.json);
       else {
@@ -72,6 +102,26 @@ export class BulkEncoder {
       }
       w.byte(0x0a);
     }
+  }
+
+  /**
+   * The document from its spooled bytes, `@timestamp` spliced in after the
+   * opening brace, without decoding it to a string. False when it needs the
+   * text (it mentions `@timestamp`, or does not start with `{`): the string
+   * path then decides, as it does for every other record.
+   */
+  #copyBytes(w: ByteWriter, bytes: Buffer, timeMs: number): boolean {
+    if (!this.#opts.addTimestamp) {
+      w.bytes(bytes);
+      return true;
+    }
+    // Whitespace after the brace, or a `@timestamp` anywhere: the string path reads the document.
+    if (bytes[0] !== 0x7b /* { */ || bytes.length < 2 || bytes[1]! <= 0x20 || bytes.indexOf(TIMESTAMP_KEY) !== -1) return false;
+    w.byte(0x7b);
+    const empty = bytes[1] === 0x7d; /* {} */
+    w.write(`"@timestamp":"${this.#iso.format(timeMs)}"${empty ? '' : ','}`);
+    w.bytes(bytes.subarray(1));
+    return true;
   }
 
   #quote(name: string): string {

@@ -62,7 +62,9 @@ class HttpOutput extends EndpointOutput {
     if (arr) writer.byte(0x5b);
     for (let i = 0; i < request.records.length; i++) {
       if (arr && i > 0) writer.byte(0x2c);
-      writer.write(request.records[i]!.json);
+      const r = request.records[i]!;
+      if (r.bytes !== undefined) writer.bytes(r.bytes);
+      else writer.write(r.json);
       if (!arr) writer.byte(0x0a);
     }
     if (arr) writer.byte(0x5d);
