@@ -147,7 +147,7 @@ export class Agent {
         signal: abort.signal,
         prepared: this.#prepared.get(ic.name),
         // An input with a reserve of its own may use the whole spool; the others leave the reserves free.
-        emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal, ic.plugin.spoolHeadroom ? 0 : headroomBytes),
+        emit: (batch) => this.#emit(ic.name, routes, processors, base, batch, abort.signal, ic.plugin.spoolHeadroom ? spoolHeadroomBytes(config, ic.name) : headroomBytes),
       };
       const input = ic.plugin.create(ic.config, ctx);
       this.#inputs.push({ name: ic.name, input, abort });
@@ -208,7 +208,10 @@ export class Agent {
     if (batch.refuseWhenFull === true && encoded.length > 0 && spool.isFull(bytes, headroomBytes)) {
       return { committed: 0, droppedFull: 0, refusedFull: true };
     }
-    const dropWhenFull = this.config.spool.when_full === 'drop_newest';
+    // A batch whose sender resends it on refusal is never dropped after the check above: the
+    // spool's own check (UTF-8 bytes, a little more than the estimate here) must not turn a
+    // "fits" into a silent drop that is answered as stored.
+    const dropWhenFull = this.config.spool.when_full === 'drop_newest' && batch.refuseWhenFull !== true;
     if (!dropWhenFull && encoded.length > 0 && spool.isFull(bytes, headroomBytes)) {
       this.#metrics.spoolFullWaits.inc({ input });
       const t0 = performance.now();
@@ -429,9 +432,10 @@ export class Agent {
 const MAX_HEADROOM_SHARE = 0.9;
 
 /** Bytes of spool.max_bytes the inputs with a reserve (audit_webhook) keep from the others. */
-export function spoolHeadroomBytes(config: Pick<AgentConfig, 'inputs' | 'spool'>): number {
+export function spoolHeadroomBytes(config: Pick<AgentConfig, 'inputs' | 'spool'>, except?: string): number {
   let share = 0;
-  for (const ic of config.inputs) share += ic.plugin.spoolHeadroom?.(ic.config) ?? 0;
+  // An input with a reserve may use its own, never another's (`except`: that input).
+  for (const ic of config.inputs) if (ic.name !== except) share += ic.plugin.spoolHeadroom?.(ic.config) ?? 0;
   return Math.floor(config.spool.max_bytes * Math.min(MAX_HEADROOM_SHARE, share));
 }
 

@@ -43,6 +43,9 @@ export class AuditWebhookInput implements Input {
   #reloadTimer: NodeJS.Timeout | undefined;
   #inFlight = new Set<Promise<void>>();
   #active = 0;
+  /** Bumped when the TLS files change; a connection made under an older one is closed after its answer. */
+  #tlsGeneration = 0;
+  readonly #socketGeneration = new WeakMap<object, number>();
   #stopping = false;
   #stopped: Promise<void> | undefined;
   #lastLog = new Map<string, number>();
@@ -74,6 +77,7 @@ export class AuditWebhookInput implements Input {
       this.#server = http.createServer(handler);
     }
     const server = this.#server;
+    server.on('secureConnection', (sock: object) => this.#socketGeneration.set(sock, this.#tlsGeneration));
     server.requestTimeout = this.#cfg.request_timeout + 5000;
     server.headersTimeout = Math.min(60_000, this.#cfg.request_timeout);
     server.keepAliveTimeout = 65_000;
@@ -169,6 +173,10 @@ export class AuditWebhookInput implements Input {
     if (tlsChanged && server instanceof https.Server) {
       try {
         server.setSecureContext({ cert: f.cert, key: f.key, ca: f.ca });
+        // A keep-alive connection keeps the verdict of its handshake: idle ones are closed now, busy
+        // ones after their answer, so every next request is judged by the new client CA.
+        this.#tlsGeneration++;
+        server.closeIdleConnections();
         this.#ctx.log.info({ event: auditWebhookEvent.reloaded }, 'audit webhook: serving certificate / client CA reloaded');
       } catch (err) {
         // A cert and key caught mid-rotation (one written, not the other): try again next time.
@@ -235,7 +243,7 @@ export class AuditWebhookInput implements Input {
     auditWebhookMetrics(metrics).requests.inc({ input, code: String(out.status) });
     if (res.headersSent || res.destroyed) return;
     const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', ...out.headers };
-    if (this.#stopping) headers.connection = 'close';
+    if (this.#stopping || (this.#socketGeneration.get(req.socket) ?? this.#tlsGeneration) < this.#tlsGeneration) headers.connection = 'close';
     res.writeHead(out.status, headers);
     res.end(out.body);
   }
@@ -277,12 +285,16 @@ export class AuditWebhookInput implements Input {
     if (body === 'aborted') return { status: 400, body: 'aborted\n' };
     const bodyDone = performance.now();
     const { batch, count } = this.#toBatch(body, url.pathname, req.socket.remoteAddress ?? '');
-    const deadline = Math.max(0, this.#cfg.request_timeout - (bodyDone - startMs));
+    // Within the client's own deadline too (the apiserver sends ?timeout=30s): a 2xx it no longer
+    // waits for is a resend, so a later answer buys nothing.
+    const budget = Math.min(this.#cfg.request_timeout, clientTimeoutMs(url.searchParams.get('timeout')) ?? Number.POSITIVE_INFINITY);
+    const deadline = Math.max(0, budget - (bodyDone - startMs));
     // A full spool never makes this wait: the emit refuses at once (nothing committed) when even
     // the reserve (spool_headroom) is used up. The deadline only bounds slow processors; an emit
     // past it is not abandoned and still commits (the resend carries the same ids, which dedupe).
     const emitted = this.#ctx.emit({ ...batch, refuseWhenFull: true }).then(
-      (res) => (res.refusedFull === true ? ('full' as const) : ('ok' as const)),
+      // Nothing dropped is ever answered as stored (a refusing emit never drops; checked anyway).
+      (res) => (res.refusedFull === true || res.droppedFull > 0 ? ('full' as const) : ('ok' as const)),
       (err: unknown) => err,
     );
     // Counted when committed, also when that is after the deadline (a 503 the resend dedupes).
@@ -294,7 +306,16 @@ export class AuditWebhookInput implements Input {
     const r = await Promise.race([emitted, timedOut]);
     clearTimeout(timer);
     if (r === 'full') return this.#refuse('spool_full', 429);
-    if (r === 'timeout') return this.#refuse('commit_timeout', 503);
+    if (r === 'timeout') {
+      // The commit goes on after the answer: it keeps its place in max_concurrent_requests until
+      // it settles, so resends of slow batches cannot pile up copies in memory.
+      this.#active++;
+      void emitted.finally(() => {
+        this.#active--;
+        auditWebhookMetrics(this.#ctx.metrics).inFlight.set({ input }, this.#active);
+      });
+      return this.#refuse('commit_timeout', 503);
+    }
     if (r !== 'ok') throw r;
     auditWebhookMetrics(this.#ctx.metrics).commitSeconds.observe({ input }, (performance.now() - bodyDone) / 1000);
     return { status: 200, body: '{"status":"ok"}\n', headers: { 'content-type': 'application/json' } };
@@ -403,4 +424,13 @@ export class AuditWebhookInput implements Input {
 
 function sha256(b: Buffer): Buffer {
   return createHash('sha256').update(b).digest();
+}
+
+/** A Go duration as the apiserver's rest client writes it in `?timeout=` ("30s", "1m0s", "500ms"); undefined if it is not one. */
+export function clientTimeoutMs(v: string | null): number | undefined {
+  if (v === null || !/^(\d+(\.\d+)?(h|m|s|ms|us|µs|ns))+$/.test(v)) return undefined;
+  const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, µs: 0.001, ns: 0.000001 };
+  let ms = 0;
+  for (const [, n, u] of v.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g)) ms += Number(n) * unit[u!]!;
+  return ms;
 }

@@ -67,7 +67,7 @@ const schema = z.strictObject({
     .max(0.9)
     .default(0.2)
     .describe(
-      'Share of `spool.max_bytes` kept for this input: every other input sees the spool full this much earlier and pauses (`when_full: block`), while the webhook still commits. Only at the hard limit is a request answered 429 with Retry-After, at once. The reserves of all audit_webhook inputs add up (at most 0.9).',
+      'Share of `spool.max_bytes` kept for this input: every other input sees the spool full this much earlier and pauses (`when_full: block`) or drops its newest records (`drop_newest`), while the webhook still commits. Only at the hard limit is a request answered 429 with Retry-After, at once. The reserves of all audit_webhook inputs add up (at most 0.9).',
     ),
   allow_unauthenticated: z
     .boolean()

@@ -29,7 +29,7 @@ interface Running {
   port: number;
 }
 
-async function start(opts: { maxBytes: string; hook: Record<string, unknown>; files?: Record<string, unknown> }): Promise<Running> {
+async function start(opts: { maxBytes: string; hook: Record<string, unknown>; files?: Record<string, unknown>; whenFull?: string }): Promise<Running> {
   const dir = tmpDir();
   makeCerts(dir);
   const gate = new Gate();
@@ -45,7 +45,7 @@ async function start(opts: { maxBytes: string; hook: Record<string, unknown>; fi
   };
   const text = [
     `service: { state_dir: ${JSON.stringify(path.join(dir, 'state'))}, shutdown_timeout: 2s }`,
-    `spool: { max_bytes: ${opts.maxBytes} }`,
+    `spool: { max_bytes: ${opts.maxBytes}${opts.whenFull ? `, when_full: ${opts.whenFull}` : ''} }`,
     'inputs:',
     `  hook: ${JSON.stringify(hook)}`,
     ...(opts.files ? [`  files: ${JSON.stringify({ type: 'audit_file', ...opts.files })}`] : []),
@@ -102,6 +102,30 @@ describe('audit_webhook backpressure', () => {
     await waitFor(() => new Set(r.gate.delivered).size === want.length, 15_000, 'every event delivered');
     expect(new Set(r.gate.delivered)).toEqual(new Set(want));
     expect(await value(r.metrics, 'ktrail_audit_webhook_events_total', {})).toBe(want.length);
+  }, 60_000);
+
+  it('spool full with when_full: drop_newest and non-ASCII text: refused (429), never answered 200 for records not stored', async () => {
+    const r = await start({ maxBytes: '64KiB', hook: { spool_headroom: 0 }, whenFull: 'drop_newest' });
+    const c = { port: r.port, dir: r.dir };
+    // UTF-8 takes more bytes than the text's length here: the spool's own size check is the stricter one.
+    const wide = (s: number) => ({ ...event(s), user: { username: `ü-${'é'.repeat(300)}` } });
+    const accepted: number[][] = [];
+    let refused: number | undefined;
+    for (let b = 0; b < 200 && refused === undefined; b++) {
+      const seqs = range(b * 5, 5);
+      const res = await post(c, eventList(seqs.map(wide)));
+      if (res.status === 200) accepted.push(seqs);
+      else refused = res.status;
+    }
+    expect(refused).toBe(429);
+    expect(accepted.length).toBeGreaterThan(1);
+    // Every batch answered 200 is in the spool, whole.
+    expect(r.agent.spool.records).toBe(accepted.length * 5);
+    expect(await value(r.metrics, 'ktrail_component_discarded_events_total', { reason: 'spool_full' })).toBe(0);
+    r.gate.set('open');
+    const want = accepted.flat().map(idOf);
+    await waitFor(() => new Set(r.gate.delivered).size === want.length, 15_000, 'every accepted event delivered');
+    expect(new Set(r.gate.delivered)).toEqual(new Set(want));
   }, 60_000);
 
   it('keeps its reserve: a file input pauses at max_bytes minus the headroom while the webhook still commits', async () => {
