@@ -1,6 +1,7 @@
 // npm run bench: end-to-end and micro benchmarks. Each case prints MiB/s,
 // events/s, CPU ms per MiB and peak RSS beside a reference measured in the
-// same run. KTRAIL_BENCH_SCALE=0.1 shrinks every case; KTRAIL_BENCH=name runs one.
+// same run. KTRAIL_BENCH_SCALE=0.1 shrinks every case; KTRAIL_BENCH=name runs one;
+// KTRAIL_BENCH_RUNS=3 reports medians (audit-file); KTRAIL_BENCH_CPU_PROF=DIR writes CPU profiles.
 import { benchSpool } from './spool.ts';
 import { benchAuditFile } from './audit-file.ts';
 import { benchOutputs } from './outputs.ts';

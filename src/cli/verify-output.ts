@@ -49,9 +49,9 @@ async function destinationOf(type: string, config: Record<string, unknown>, name
       return fileDestination(config.path as string);
     }
     case 's3': {
-      const { s3Destination } = await import('../manifest/destinations/s3.ts');
-      // The config passed the s3 schema when it was loaded.
-      return s3Destination(config as unknown as S3OutputConfig);
+      const [{ s3Destination }, { createLogger }] = await Promise.all([import('../manifest/destinations/s3.ts'), import('../telemetry/logger.ts')]);
+      // The config passed the s3 schema when it was loaded. Warnings (tls.insecure_skip_verify) go to stderr, apart from the report.
+      return s3Destination(config as unknown as S3OutputConfig, createLogger('warn', 2, 'text'));
     }
     case 'elasticsearch': {
       const { elasticsearchDestination } = await import('../manifest/destinations/elasticsearch.ts');

@@ -6,9 +6,10 @@ import type { SpooledRecord } from '../pipeline/record.ts';
 import type { DeadLetterEntry } from '../spool/dead-letter.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { onCollect, type Metrics } from '../telemetry/metrics.ts';
 import { rememberSecret } from '../telemetry/scrub.ts';
 import { Sealer, type SealTarget } from './seal.ts';
-import { hashFramed, MANIFEST_MIGRATIONS, ManifestChain, prepareRecords, type PreparedRecords } from './chain.ts';
+import { hashFramed, MANIFEST_MIGRATIONS, ManifestChain, POLICY_STREAM, prepareRecords, type PreparedRecords } from './chain.ts';
 import type { ManifestConfig } from './config.ts';
 import type { EntryGap } from './digest.ts';
 import { sha256Hex } from './digest.ts';
@@ -48,16 +49,26 @@ export class Manifests {
   readonly #db: Database;
   readonly #cfg: ManifestConfig;
   readonly #log: Logger;
+  readonly #metrics: Metrics;
   #sealer: Sealer | undefined;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(spool: Spool, cfg: ManifestConfig, log: Logger) {
+  constructor(spool: Spool, cfg: ManifestConfig, log: Logger, metrics: Metrics) {
     spool.migrate('manifest', MANIFEST_MIGRATIONS);
     this.#db = spool.db;
     this.#cfg = cfg;
     this.#log = log;
+    this.#metrics = metrics;
     this.hmacKey = cfg.hmac_key_file !== undefined ? readKeyFile(cfg.hmac_key_file) : undefined;
     this.chain = new ManifestChain(spool.db, { hmacKey: this.hmacKey });
+    // Entries held: seq is dense per stream and pruning removes a prefix, so head − pruned is exact (no COUNT(*) over the table).
+    const held = this.#db.prepare('SELECT input, SUM(head_seq - pruned_seq) AS n FROM manifest_streams GROUP BY input');
+    const gauge = metrics.manifestChainEntries;
+    onCollect(gauge, () => {
+      if (!this.#db.open) return; // scraped after shutdown closed the database
+      gauge.reset();
+      for (const r of held.all() as Array<{ input: string; n: number }>) gauge.set({ input: metricInput(r.input) }, r.n);
+    });
   }
 
   /** What an output hands to its `OutputContext.manifest`. */
@@ -78,7 +89,19 @@ export class Manifests {
 
   /** Seal on the period from now on (the outputs are running). */
   startSealing(spool: Spool, targets: readonly SealTarget[], node: string): void {
-    this.#sealer = new Sealer({ spool, outputs: targets, node, hmacKey: this.hmacKey, retainSealedMs: this.#cfg.retain_sealed, log: this.#log });
+    const sealer = new Sealer({ spool, outputs: targets, node, hmacKey: this.hmacKey, retainSealedMs: this.#cfg.retain_sealed, log: this.#log, metrics: this.#metrics });
+    this.#sealer = sealer;
+    const m = this.#metrics;
+    for (const t of targets) m.manifestSealIntervalSeconds.set({ output: t.output }, this.#cfg.seal_interval / 1000);
+    // Read when scraped: how far behind sealing is, and which manifests the outputs acknowledged since.
+    onCollect(m.manifestOldestUnsealedSeconds, () => {
+      if (!this.#db.open) return;
+      const now = Date.now();
+      for (const [output, oldestMs] of sealer.oldestUnsealed()) m.manifestOldestUnsealedSeconds.set({ output }, oldestMs === undefined ? 0 : Math.max(0, (now - oldestMs) / 1000));
+    });
+    onCollect(m.manifestLastAcknowledgedSeal, () => {
+      if (this.#db.open) sealer.noteAcknowledged();
+    });
     this.#timer = setInterval(() => this.seal(), this.#cfg.seal_interval);
     this.#timer.unref();
   }
@@ -88,6 +111,7 @@ export class Manifests {
     try {
       return this.#sealer?.sealAll() ?? 0;
     } catch (err) {
+      this.#metrics.manifestSealFailures.inc();
       this.#log.error({ err: (err as Error).message }, 'manifest: sealing failed; the next seal covers the same entries');
       return 0;
     }
@@ -111,6 +135,7 @@ export class Manifests {
     }
     const sha = sha256Hex(bytes);
     const wrote = this.#db.transaction(() => this.chain.notePolicy(file, sha, Date.now()))();
+    if (wrote) this.#metrics.manifestEntries.inc({ input: POLICY_STREAM, kind: 'policy' });
     if (wrote) this.#log.info({ file, sha256: sha }, 'manifest: audit policy recorded in the chain');
   }
 
@@ -147,18 +172,36 @@ export class Manifests {
     if (!prepared && gaps.length === 0) return undefined;
     const chain = this.chain;
     const source = meta?.source ?? null;
+    const m = this.#metrics;
     return (_db, batchId, data) => {
       const now = Date.now();
-      if (prepared && batchId !== undefined) chain.writeRecords(prepared, hashFramed(data, prepared.records), batchId, now);
-      else if (prepared) {
+      const written: EntryGap[] = [];
+      let recordsEntry = false;
+      if (prepared && batchId !== undefined) {
+        chain.writeRecords(prepared, hashFramed(data, prepared.records), batchId, now);
+        recordsEntry = true;
+      } else if (prepared) {
         const gap = outcome.routed
           ? gapOf({ reason: 'spool_full', records: prepared.records, detail: `${prepared.records} record(s) dropped: spool full (when_full: drop_newest)` })
           : gapOf({ reason: 'not_routed', records: prepared.records, detail: `${prepared.records} record(s) not stored: no output takes this input` });
         chain.writeGap(input, stream, gap, now, source);
+        written.push(gap);
       }
-      for (const g of gaps) chain.writeGap(input, g.stream, g.gap, now, g.stream === stream ? source : null);
+      for (const g of gaps) {
+        chain.writeGap(input, g.stream, g.gap, now, g.stream === stream ? source : null);
+        written.push(g.gap);
+      }
+      // Counted once every entry of the emit is written; only a failing COMMIT after this would over-count.
+      if (recordsEntry) m.manifestEntries.inc({ input, kind: 'records' });
+      if (written.length > 0) m.manifestEntries.inc({ input, kind: 'gap' }, written.length);
+      for (const g of written) m.manifestGapEntries.inc({ input, reason: g.reason });
     };
   }
+}
+
+/** The `input` label of a chain stream's entries: the audit policy stream has no input of its own. */
+function metricInput(input: string): string {
+  return input === '' ? POLICY_STREAM : input;
 }
 
 function gapOf(g: Partial<EntryGap> & { reason: string; detail: string }): EntryGap {

@@ -2,6 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { SpooledRecord } from '../pipeline/record.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import { entryFromRow, POLICY_STREAM, readHeads, type EntryRow, type StoredEntry } from './chain.ts';
 import { GENESIS, hmacHex, sha256Hex } from './digest.ts';
 import { MANIFEST_ID_PREFIX, MANIFEST_INPUT } from './record.ts';
@@ -106,12 +107,29 @@ export interface SealerOptions {
   hmacKey: Buffer | undefined;
   retainSealedMs: number;
   log: Logger;
+  metrics: Metrics;
+}
+
+/** A manifest batch in the spool its output has not acknowledged yet. */
+interface UnackedSeal {
+  batchId: number;
+  sealedAtMs: number;
 }
 
 export class Sealer {
   readonly #o: SealerOptions;
   readonly #db: Database;
-  readonly #stmt: { pending: Statement; sealedSeq: Statement; lastSeal: Statement; entries: Statement; deadLetters: Statement; items: Statement };
+  readonly #stmt: {
+    pending: Statement;
+    sealedSeq: Statement;
+    lastSeal: Statement;
+    entries: Statement;
+    firstUnsealed: Statement;
+    deadLetters: Statement;
+    items: Statement;
+  };
+  /** Per output, its manifests still in the spool, oldest first (for the acknowledged count). */
+  readonly #unacked = new Map<string, UnackedSeal[]>();
 
   constructor(opts: SealerOptions) {
     this.#o = opts;
@@ -122,10 +140,65 @@ export class Sealer {
       sealedSeq: db.prepare('SELECT sealed_seq AS seq FROM manifest_sealed WHERE output = ? AND stream = ?'),
       lastSeal: db.prepare('SELECT seq, hash FROM manifest_seals WHERE output = ? ORDER BY seq DESC LIMIT 1'),
       entries: db.prepare('SELECT * FROM manifest_entries WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      firstUnsealed: db.prepare('SELECT time_ms FROM manifest_entries WHERE stream = ? AND seq > ? ORDER BY seq LIMIT 1'),
       // One look per manifest over its batch range (dead_letters has no index on batch_id).
       deadLetters: db.prepare('SELECT record_id AS id, batch_id, code FROM dead_letters WHERE output = ? AND batch_id BETWEEN ? AND ? AND record_id IS NOT NULL'),
       items: db.prepare('SELECT item FROM manifest_items WHERE output = ? AND last_batch >= ? AND first_batch <= ? ORDER BY first_batch, key'),
     };
+    // Manifests a previous run sealed and the outputs still owe: acknowledged later, in this run's count.
+    const owed = db
+      .prepare(
+        `SELECT d.output AS output, d.batch_id AS batchId, b.created_ms AS sealedAtMs FROM spool_deliveries d JOIN spool_batches b ON b.id = d.batch_id
+         WHERE b.input = ? ORDER BY d.batch_id`,
+      )
+      .all(MANIFEST_INPUT) as Array<{ output: string } & UnackedSeal>;
+    for (const o of owed) this.#owe(o.output, { batchId: o.batchId, sealedAtMs: o.sealedAtMs });
+  }
+
+  #owe(output: string, s: UnackedSeal): void {
+    const list = this.#unacked.get(output) ?? [];
+    list.push(s);
+    this.#unacked.set(output, list);
+  }
+
+  /** Counts the manifests the outputs acknowledged since the last look (on the period and when scraped). */
+  noteAcknowledged(): void {
+    const m = this.#o.metrics;
+    for (const [output, list] of this.#unacked) {
+      let acked = 0;
+      let lastAt: number | undefined;
+      const left = list.filter((s) => {
+        if (this.#stmt.pending.get(output, s.batchId) !== undefined) return true;
+        acked++;
+        lastAt = Math.max(lastAt ?? 0, s.sealedAtMs);
+        return false;
+      });
+      this.#unacked.set(output, left);
+      if (acked > 0) m.manifestSealsAcknowledged.inc({ output }, acked);
+      if (lastAt !== undefined) m.manifestLastAcknowledgedSeal.set({ output }, lastAt / 1000);
+    }
+  }
+
+  /**
+   * Per output, the time of the oldest chain entry of its streams that no
+   * manifest of it covers yet (undefined when all are sealed): what an alert
+   * on stalled sealing watches.
+   */
+  oldestUnsealed(): Map<string, number | undefined> {
+    const heads = readHeads(this.#db);
+    const out = new Map<string, number | undefined>();
+    for (const t of this.#o.outputs) {
+      let oldest: number | undefined;
+      for (const h of heads) {
+        if (h.stream !== POLICY_STREAM && !t.takes(h.input)) continue;
+        const sealed = (this.#stmt.sealedSeq.get(t.output, h.stream) as { seq: number } | undefined)?.seq ?? h.prunedSeq;
+        if (sealed >= h.headSeq) continue;
+        const first = this.#stmt.firstUnsealed.get(h.stream, sealed) as { time_ms: number } | undefined;
+        if (first !== undefined) oldest = Math.min(oldest ?? first.time_ms, first.time_ms);
+      }
+      out.set(t.output, oldest);
+    }
+    return out;
   }
 
   /** Seal every output's acknowledged entries; then prune what every output has sealed. Returns the manifests written. */
@@ -135,6 +208,7 @@ export class Sealer {
       // One output's manifests are bounded in size; loop until caught up.
       for (let i = 0; i < 1000 && this.#sealOne(t); i++) written++;
     }
+    this.noteAcknowledged();
     this.#prune();
     return written;
   }
@@ -181,7 +255,7 @@ export class Sealer {
     const manifest: ManifestJson = { ...body, hash, hmac: this.#o.hmacKey ? hmacHex(this.#o.hmacKey, hash) : null };
     const id = `${MANIFEST_ID_PREFIX}${t.output}:${manifest.seq}`;
     const record: SpooledRecord = { id, timeMs: now, input: MANIFEST_INPUT, json: JSON.stringify({ ktrail_manifest: manifest }) };
-    this.#o.spool.append({
+    const appended = this.#o.spool.append({
       input: MANIFEST_INPUT,
       records: [record],
       routes: [t.output],
@@ -194,6 +268,8 @@ export class Sealer {
         for (const s of streams) up.run(t.output, s.stream, s.to_seq);
       },
     });
+    this.#o.metrics.manifestSeals.inc({ output: t.output });
+    if (appended.batchId !== undefined) this.#owe(t.output, { batchId: appended.batchId, sealedAtMs: now });
     this.#o.log.debug({ output: t.output, seq: manifest.seq, streams: streams.length, entries, records }, 'manifest sealed');
     return true;
   }

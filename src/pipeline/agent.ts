@@ -104,7 +104,7 @@ export class Agent {
     this.#handleOrphans(spool, config.spool.release_removed_outputs);
     const state: StateAccess = { db: spool.db, migrate: (owner, steps) => spool.migrate(owner, steps) };
     if (config.manifest.enabled) {
-      this.#manifests = new Manifests(spool, config.manifest, this.#log.child({ component_kind: 'manifest' }));
+      this.#manifests = new Manifests(spool, config.manifest, this.#log.child({ component_kind: 'manifest' }), this.#metrics);
       this.#manifests.notePolicy();
     }
 

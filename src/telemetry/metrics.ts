@@ -60,6 +60,26 @@ export function createMetrics(registry: Registry = new Registry()) {
     outputRequestSeconds: new Histogram({ name: 'ktrail_output_request_duration_seconds', help: 'Duration of one send attempt.', labelNames: [...output, 'outcome'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: r }),
     outputLastSuccess: new Gauge({ name: 'ktrail_output_last_success_timestamp_seconds', help: 'Unix time of the last acknowledged request.', labelNames: output, registers: r }),
 
+    // Completeness chain and its seals (manifest.enabled; src/manifest/, docs/verify.md).
+    manifestEntries: new Counter({ name: 'ktrail_manifest_entries_total', help: 'Entries appended to the completeness chain, by input and kind (records, gap, policy).', labelNames: ['input', 'kind'], registers: r }),
+    manifestGapEntries: new Counter({
+      name: 'ktrail_manifest_gap_entries_total',
+      help: 'Gap entries appended to the chain, by input and reason (deleted_unread, truncated, rotated_unseen, expired, filtered, dead_letter:<code>, spool_full, not_routed).',
+      labelNames: ['input', 'reason'],
+      registers: r,
+    }),
+    manifestChainEntries: new Gauge({ name: 'ktrail_manifest_chain_entries', help: 'Chain entries held in the state database (not yet pruned), by input.', labelNames: ['input'], registers: r }),
+    manifestSeals: new Counter({ name: 'ktrail_manifest_seals_total', help: 'Manifests written (sealed into the spool for an output), by output.', labelNames: output, registers: r }),
+    manifestSealsAcknowledged: new Counter({ name: 'ktrail_manifest_seals_acknowledged_total', help: 'Manifests the output acknowledged (delivered to the destination), by output.', labelNames: output, registers: r }),
+    manifestSealFailures: new Counter({ name: 'ktrail_manifest_seal_failures_total', help: 'Seal runs that failed (the next run covers the same entries).', registers: r }),
+    manifestOldestUnsealedSeconds: new Gauge({
+      name: 'ktrail_manifest_oldest_unsealed_age_seconds',
+      help: 'Age of the oldest chain entry not yet sealed into an output (0 when every entry is sealed). Grows past seal_interval when sealing stalls or the output does not acknowledge.',
+      labelNames: output,
+      registers: r,
+    }),
+    manifestSealIntervalSeconds: new Gauge({ name: 'ktrail_manifest_seal_interval_seconds', help: 'Configured manifest.seal_interval, per output sealed into (for alerts on the unsealed age).', labelNames: output, registers: r }),
+    manifestLastAcknowledgedSeal: new Gauge({ name: 'ktrail_manifest_last_acknowledged_seal_timestamp_seconds', help: 'Unix time at which the last manifest the output acknowledged was sealed.', labelNames: output, registers: r }),
   };
   return m;
 }

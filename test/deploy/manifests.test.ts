@@ -815,6 +815,7 @@ describe('manifests: metrics Services and monitoring', () => {
       'ktrail_k8s_events_gaps_total',
       'sum by (namespace, input) (ktrail_k8s_events_leader) == 0',
       'ktrail_dead_letters_total',
+      'ktrail_manifest_oldest_unsealed_age_seconds',
       'up{',
     ]) {
       expect(exprs).toContain(needed);

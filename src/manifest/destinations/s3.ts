@@ -1,64 +1,46 @@
 import zlib from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import type { Secret } from '../../config/secret.ts';
 import { errorMessage } from '../../errors.ts';
-import { manifestPrefix } from '../../outputs/s3/s3.ts';
+import { clientFor, manifestPrefix, type S3OutputConfig } from '../../outputs/s3/s3.ts';
+import { S3Error, type S3Client } from '../../outputs/s3/s3-client.ts';
+import type { Logger } from '../../telemetry/logger.ts';
 import type { StoredEntry } from '../chain.ts';
 import type { ItemJson, ManifestJson } from '../seal.ts';
 import type { Destination } from '../verify-output.ts';
 import { LineIndex } from './lines.ts';
 
 /**
- * An s3 output read back with the AWS SDK: every `manifests/…` object under
- * the key format's fixed prefix, then the data objects the manifests name
- * (for the entries in the interval), each checked against its recorded ETag
- * and indexed line by line.
+ * An s3 output read back with the output's own client (`clientFor`): the same
+ * endpoint, path-style addressing, TLS settings (ca_file, client certificate,
+ * server_name, insecure_skip_verify) and credential chain as the uploads, so
+ * verify reaches every bucket the output can. Every `manifests/…` object
+ * under the key format's fixed prefix, then the data objects the manifests
+ * name (for the entries in the interval), each checked against its recorded
+ * ETag and indexed line by line.
  */
 
-interface S3OutputKeys {
-  bucket: string;
-  region?: string;
-  endpoint?: string;
-  force_path_style: boolean;
-  key_format: string;
-  access_key_id?: Secret;
-  secret_access_key?: Secret;
-  session_token?: Secret;
-}
-
-export async function s3Destination(cfg: S3OutputKeys): Promise<Destination> {
-  const conf: S3ClientConfig = {
-    region: cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1'),
-    forcePathStyle: cfg.force_path_style,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  };
-  if (cfg.endpoint) conf.endpoint = cfg.endpoint;
-  if (cfg.access_key_id && cfg.secret_access_key) {
-    conf.credentials = { accessKeyId: cfg.access_key_id.get(), secretAccessKey: cfg.secret_access_key.get(), sessionToken: cfg.session_token?.get() };
-  }
-  const client = new S3Client(conf);
+export async function s3Destination(cfg: S3OutputConfig, log: Logger, client?: S3Client): Promise<Destination> {
+  const c = client ?? (await clientFor(cfg, log));
+  const signal = new AbortController().signal;
   const prefix = manifestPrefix(cfg.key_format);
   const manifests: ManifestJson[] = [];
   const problems: string[] = [];
   try {
     let token: string | undefined;
     do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: cfg.bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) {
-        if (!o.Key) continue;
-        const body = await getBody(client, cfg.bucket, o.Key);
+      const page = await c.listObjects(prefix, token, signal);
+      for (const key of page.keys) {
+        const body = await c.getObject(key, signal);
         try {
           manifests.push((JSON.parse(body.bytes.toString('utf8')) as { ktrail_manifest: ManifestJson }).ktrail_manifest);
         } catch {
-          problems.push(`${o.Key}: not a manifest (does not parse)`);
+          problems.push(`${key}: not a manifest (does not parse)`);
         }
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = page.nextToken;
     } while (token);
   } catch (err) {
-    client.destroy();
-    throw new Error(`cannot list s3://${cfg.bucket}/${prefix}: ${errorMessage(err)}`, { cause: err });
+    await c.close();
+    throw new Error(`cannot list ${c.bucketUrl} prefix ${prefix}: ${errorMessage(err)}`, { cause: err });
   }
   const index = new LineIndex();
   return {
@@ -76,9 +58,9 @@ export async function s3Destination(cfg: S3OutputKeys): Promise<Destination> {
           if (!covers) continue;
           let got: { bytes: Buffer; etag: string | undefined };
           try {
-            got = await getBody(client, cfg.bucket, it.key);
+            got = await c.getObject(it.key, signal);
           } catch (err) {
-            if ((err as { name?: string }).name === 'NoSuchKey') {
+            if (err instanceof S3Error && (err.code === 'NoSuchKey' || err.status === 404)) {
               problems.push(`object s3://${cfg.bucket}/${it.key} (batches ${it.first_batch}..${it.last_batch}, ${it.records} records) is missing`);
               continue;
             }
@@ -89,16 +71,10 @@ export async function s3Destination(cfg: S3OutputKeys): Promise<Destination> {
           index.add(text, (n) => `s3://${cfg.bucket}/${it.key} line ${n}`);
         }
       } finally {
-        client.destroy();
+        await c.close();
       }
       index.prepare(entries);
     },
     find: (_e, _i, id, hash) => index.find(id, hash),
   };
-}
-
-async function getBody(client: S3Client, bucket: string, key: string): Promise<{ bytes: Buffer; etag: string | undefined }> {
-  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  const bytes = Buffer.from(await res.Body!.transformToByteArray());
-  return { bytes, etag: res.ETag };
 }

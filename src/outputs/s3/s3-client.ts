@@ -3,13 +3,15 @@ import type { SignatureV4 } from '@smithy/signature-v4';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorMessage } from '../../errors.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import { readText, retryAfterMs } from '../../delivery/http/status.ts';
+import { readBytes, readText, retryAfterMs } from '../../delivery/http/status.ts';
 import { HttpPool } from '../../delivery/http/pool.ts';
 import type { TlsConfig } from '../../delivery/http/tls.ts';
 
 /**
  * The few S3 calls the s3 output needs — PutObject and the multipart upload
- * API — over undici, signed with SigV4 by the AWS SDK's own signer. Payloads
+ * API — over undici, signed with SigV4 by the AWS SDK's own signer; and the
+ * two `ktrail verify` reads back with (ListObjectsV2, GetObject), so that it
+ * reaches the bucket with the same endpoint, TLS and credentials. Payloads
  * are signed (x-amz-content-sha256 is the body's SHA-256), so S3 rejects a
  * body corrupted on the way.
  */
@@ -57,7 +59,19 @@ interface S3Response {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;
+  /** The body as bytes (GetObject); else empty, the body is in `text`. */
+  bytes: Buffer;
 }
+
+/** One page of ListObjectsV2. */
+export interface ObjectList {
+  keys: string[];
+  /** Set when more keys follow (pass it back to get them). */
+  nextToken: string | undefined;
+}
+
+/** Largest object GetObject reads into memory (a Buffer's limit is near 4 GiB; objects are bounded by max_object_bytes). */
+const MAX_GET_BYTES = 2 * 1024 * 1024 * 1024;
 
 /** RFC 3986 escaping, as SigV4 canonicalises it. */
 export function escapeUri(s: string): string {
@@ -159,6 +173,22 @@ export class S3Client {
     return { status: res.status, headers: res.headers };
   }
 
+  /** ListObjectsV2: one page of the keys under `prefix`. */
+  async listObjects(prefix: string, continuationToken: string | undefined, signal: AbortSignal): Promise<ObjectList> {
+    const query: Record<string, string> = { 'list-type': '2', prefix };
+    if (continuationToken !== undefined) query['continuation-token'] = continuationToken;
+    const res = await this.#request('GET', undefined, query, {}, undefined, signal);
+    const keys = [...res.text.matchAll(/<Contents>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<\/Contents>/g)].map((m) => unescapeXml(m[1]!));
+    const truncated = xmlValue(res.text, 'IsTruncated') === 'true';
+    return { keys, nextToken: truncated ? xmlValue(res.text, 'NextContinuationToken') : undefined };
+  }
+
+  /** GetObject: the object's bytes as stored (no decoding) and its ETag. Throws S3Error (code NoSuchKey) when absent. */
+  async getObject(key: string, signal: AbortSignal): Promise<{ bytes: Buffer; etag: string | undefined }> {
+    const res = await this.#request('GET', key, {}, {}, undefined, signal, true);
+    return { bytes: res.bytes, etag: typeof res.headers.etag === 'string' ? res.headers.etag : undefined };
+  }
+
   /** Origin and path of the bucket, for messages (no credentials in it). */
   get bucketUrl(): string {
     return `${this.#protocol}//${this.#hostHeader}${this.#basePath || '/'}`;
@@ -171,6 +201,7 @@ export class S3Client {
     extraHeaders: Record<string, string>,
     body: Buffer | undefined,
     signal: AbortSignal,
+    wantBytes = false,
   ): Promise<S3Response> {
     // No key: the bucket itself (path-style /bucket, virtual-hosted /).
     const path = key === undefined ? this.#basePath || '/' : `${this.#basePath}/${encodeKey(key)}`;
@@ -206,13 +237,20 @@ export class S3Client {
       body: body ?? null,
       signal,
     });
+    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    if (ok && wantBytes) {
+      const bytes = await readBytes(res.body, MAX_GET_BYTES);
+      const length = Number(res.headers['content-length']);
+      if (Number.isFinite(length) && bytes.length !== length) throw new S3Error(0, 'IncompleteBody', `GetObject ${key ?? ''}: read ${bytes.length} of ${length} bytes`);
+      return { status: res.statusCode, headers: res.headers, text: '', bytes };
+    }
     const text = await readText(res.body, 1024 * 1024);
-    if (res.statusCode < 200 || res.statusCode >= 300) {
+    if (!ok) {
       const code = xmlValue(text, 'Code') ?? `HTTP${res.statusCode}`;
       const message = xmlValue(text, 'Message') ?? (text.trim().slice(0, 200) || 'no details');
       throw new S3Error(res.statusCode, code, message, retryAfterMs(res.headers));
     }
-    return { status: res.statusCode, headers: res.headers, text };
+    return { status: res.statusCode, headers: res.headers, text, bytes: Buffer.alloc(0) };
   }
 }
 

@@ -328,7 +328,8 @@ function regionOf(cfg: S3OutputConfig): string {
   return cfg.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
 }
 
-async function clientFor(cfg: S3OutputConfig, log: OutputContext['log']): Promise<S3Client> {
+/** Also what `ktrail verify` reads the bucket back with: the same endpoint, addressing, TLS and credentials as the uploads. */
+export async function clientFor(cfg: S3OutputConfig, log: OutputContext['log']): Promise<S3Client> {
   return S3Client.create({
     bucket: cfg.bucket,
     region: regionOf(cfg),
