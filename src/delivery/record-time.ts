@@ -9,16 +9,26 @@ import type { SpooledRecord } from '../pipeline/record.ts';
  *
  * The keys are found in the JSON text without parsing it (the hot path of
  * outputs that ship the document as it is). The first key of the list that
- * the text has wins: an audit event always has `stageTimestamp`, so a
- * timestamp inside its request or response object is never taken instead.
+ * the text has wins. The apiserver writes an audit event's timestamps after
+ * its requestObject and responseObject, whose content a user controls (a
+ * custom resource may well have a `stageTimestamp` field), so the audit keys
+ * are taken at their last occurrence: only `annotations` follows them, whose
+ * keys are prefixed (`<plugin>/<key>`). An Event's keys are its own top-level
+ * ones, before anything nested a user writes.
  * `"eventTime":null` (core/v1 Events) does not match and falls through.
  */
-const TIME_KEYS = ['"stageTimestamp":"', '"requestReceivedTimestamp":"', '"lastTimestamp":"', '"eventTime":"', '"creationTimestamp":"'];
+const TIME_KEYS: ReadonlyArray<[key: string, last: boolean]> = [
+  ['"stageTimestamp":"', true],
+  ['"requestReceivedTimestamp":"', true],
+  ['"lastTimestamp":"', false],
+  ['"eventTime":"', false],
+  ['"creationTimestamp":"', false],
+];
 
 /** The RFC 3339 text of the event time, or undefined when the record has none that parses. */
 export function recordTimestamp(r: SpooledRecord): string | undefined {
-  for (const k of TIME_KEYS) {
-    const i = r.json.indexOf(k);
+  for (const [k, last] of TIME_KEYS) {
+    const i = last ? r.json.lastIndexOf(k) : r.json.indexOf(k);
     if (i === -1) continue;
     const end = r.json.indexOf('"', i + k.length);
     const text = r.json.slice(i + k.length, end);

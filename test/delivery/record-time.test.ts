@@ -10,6 +10,12 @@ describe('record-time: the event time outputs with a time field use (splunk_hec,
     expect(recordTimestamp(r({ auditID: 'a', requestObject, requestReceivedTimestamp: '2026-01-01T00:00:00.1Z' }))).toBe('2026-01-01T00:00:00.1Z');
   });
 
+  it('audit: a custom resource with its own stageTimestamp field (before the event\'s, as the apiserver writes it) does not set the time', () => {
+    const forged = { apiVersion: 'x.io/v1', kind: 'Thing', stageTimestamp: '2001-01-01T00:00:00Z', requestReceivedTimestamp: '2001-01-01T00:00:00Z' };
+    const doc = { auditID: 'a', requestObject: forged, responseObject: forged, requestReceivedTimestamp: '2026-01-01T00:00:00.1Z', stageTimestamp: '2026-01-01T00:00:00.2Z', annotations: { 'x/stageTimestamp': '2001-01-01T00:00:00Z' } };
+    expect(recordTimestamp(r(doc))).toBe('2026-01-01T00:00:00.2Z');
+  });
+
   it('Events: lastTimestamp, else eventTime (a null one falls through), else metadata.creationTimestamp, else the record time', () => {
     expect(recordTimestamp(r({ metadata: { creationTimestamp: '2026-01-01T00:00:01Z' }, lastTimestamp: '2026-01-01T00:00:03Z', eventTime: null }))).toBe('2026-01-01T00:00:03Z');
     expect(recordTimestamp(r({ metadata: { creationTimestamp: '2026-01-01T00:00:01Z' }, eventTime: '2026-01-01T00:00:02.000001Z' }))).toBe('2026-01-01T00:00:02.000001Z');

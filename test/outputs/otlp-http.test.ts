@@ -125,6 +125,7 @@ describe('otlp_http output: mapping, decoded by a receiver with the official pro
       'k8s.audit.impersonated_user.name': 'system:serviceaccount:shop:deployer',
       'k8s.audit.impersonated_user.groups': ['system:serviceaccounts'],
       'client.address': '10.1.2.3',
+      'network.peer.address': '10.0.0.1',
       'k8s.audit.source_ips': ['10.1.2.3', '10.0.0.1'],
       'user_agent.original': 'kubectl/v1.31.0',
       'k8s.namespace.name': 'shop',
@@ -198,6 +199,10 @@ describe('otlp_http output: mapping, decoded by a receiver with the official pro
     const { output: mapped } = await createOutput(`type: otlp_http\nendpoint: ${s.url}\nencoding: json`);
     expect(await mapped.send(outbound([{ id: 'num-1', timeMs: 5, input: 'audit', json: '{"f":1.5,"big":1e999,"n":null,"list":[1,"a",true]}' }]), signal())).toEqual({ kind: 'ok' });
     expect(byId(s, 'num-1').record.body).toEqual({ f: 1.5, big: 'Infinity', n: null, list: [1, 'a', true] });
+    expect(s.errors).toEqual([]);
+    // A lone surrogate (valid JSON, not valid UTF-8) reaches the receiver as U+FFFD, not as bytes it refuses.
+    expect(await mapped.send(outbound([{ id: 'sur-1', timeMs: 5, input: 'audit', json: '{"s":"a\\ud800b","user":{"username":"\\udc00x"}}' }]), signal())).toEqual({ kind: 'ok' });
+    expect(byId(s, 'sur-1').record.body).toEqual({ s: 'a\ufffdb', user: { username: '\ufffdx' } });
     expect(s.errors).toEqual([]);
     expect(byId(s, 'a-1:x').record.body).toBe(JSON.stringify(audit));
     expect(byId(s, 'a-1:x').record.attributes['user.name']).toBe('alice@example.com');

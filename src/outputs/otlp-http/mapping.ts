@@ -62,11 +62,20 @@ type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined);
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+/**
+ * A string protobuf can carry: a lone UTF-16 surrogate (JSON allows `"\ud800"`) would be written
+ * as invalid UTF-8, which receivers refuse (a Go collector answers 400 for the whole request);
+ * it becomes U+FFFD. OTLP/JSON would escape it, but one rule serves both encodings.
+ */
+function wellFormed(s: string): string {
+  return s.isWellFormed() ? s : s.toWellFormed();
+}
+
 /** Any JSON value as an AnyValue: objects become kvlists, arrays arrays, safe integers int64, other finite numbers doubles, null an empty value. */
 export function anyValue(v: unknown): AnyValue {
   switch (typeof v) {
     case 'string':
-      return { stringValue: v };
+      return { stringValue: wellFormed(v) };
     case 'boolean':
       return { boolValue: v };
     case 'number':
@@ -90,7 +99,7 @@ class Attributes {
 
   str(key: string, v: unknown): void {
     const s = str(v);
-    if (s !== undefined) this.#m.set(key, { stringValue: s });
+    if (s !== undefined) this.#m.set(key, { stringValue: wellFormed(s) });
   }
 
   int(key: string, v: unknown): void {
@@ -99,7 +108,7 @@ class Attributes {
 
   strings(key: string, v: unknown): void {
     if (!Array.isArray(v)) return;
-    const values = v.filter((x): x is string => typeof x === 'string').map((s) => ({ stringValue: s }));
+    const values = v.filter((x): x is string => typeof x === 'string').map((s) => ({ stringValue: wellFormed(s) }));
     if (values.length > 0) this.#m.set(key, { arrayValue: { values } });
   }
 
@@ -183,7 +192,10 @@ function auditAttributes(a: Attributes, d: Json): void {
   }
   // From where, with what.
   if (Array.isArray(d.sourceIPs)) {
+    // The first is what the client said (X-Forwarded-For may set it); the last is the address
+    // the apiserver itself saw the request come from.
     a.str('client.address', d.sourceIPs[0]);
+    a.str('network.peer.address', d.sourceIPs[d.sourceIPs.length - 1]);
     a.strings('k8s.audit.source_ips', d.sourceIPs);
   }
   a.str('user_agent.original', d.userAgent);
