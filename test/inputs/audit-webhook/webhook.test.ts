@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -176,6 +177,52 @@ describe('audit_webhook', () => {
     const after = await peerSerial();
     expect(after).not.toBe(before);
     expect((await post({ port: env.port, dir: env.dir }, eventList([event(1)]))).status).toBe(200);
+  }, 30_000);
+
+  it('a client CA change closes kept-alive connections, so the next request is judged by the new CA', async () => {
+    const env = setup();
+    const a = await startAgent(env);
+    agents.push(a);
+    const serverCa = fs.readFileSync(path.join(env.dir, 'ca.pem'));
+    const keepAlive = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (seq: number) =>
+      new Promise<{ status: number; socket: net.Socket }>((resolve, reject) => {
+        const req = https.request(
+          {
+            host: '127.0.0.1',
+            port: env.port,
+            method: 'POST',
+            path: '/audit?timeout=30s',
+            ca: serverCa,
+            cert: fs.readFileSync(path.join(env.dir, 'apiserver.pem')),
+            key: fs.readFileSync(path.join(env.dir, 'apiserver.key')),
+            agent: keepAlive,
+            headers: { 'content-type': 'application/json' },
+          },
+          (res) => {
+            const socket = res.socket as net.Socket;
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, socket }));
+          },
+        );
+        req.on('error', reject);
+        req.end(eventList([event(seq)]));
+      });
+    try {
+      const first = await send(1);
+      expect(first.status).toBe(200);
+      const closed = new Promise<boolean>((resolve) => {
+        first.socket.once('close', () => resolve(true));
+        setTimeout(() => resolve(false), 8000).unref();
+      });
+      // The apiserver's client certificate is no longer trusted.
+      fs.copyFileSync(path.join(env.dir, 'other-ca.pem'), path.join(env.dir, 'ca.pem'));
+      await waitFor(() => a.stderr.includes('serving certificate / client CA reloaded'), 10_000, 'reload');
+      expect(await closed).toBe(true);
+      expect((await send(2)).status).toBe(403);
+    } finally {
+      keepAlive.destroy();
+    }
   }, 30_000);
 
   it('drains on SIGTERM: new connections are refused, the request in flight is answered 200 after its commit, exit 0', async () => {
