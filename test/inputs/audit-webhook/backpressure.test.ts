@@ -2,8 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { loadConfigText } from '../../../src/config/load.ts';
 import { Agent } from '../../../src/pipeline/agent.ts';
+import type { ProcessorPlugin } from '../../../src/plugin.ts';
 import { createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
 import { Gate, gatedOutputPlugin } from '../../support/gated-output.ts';
 import { auditId, line, removeTmpDirs, tmpDir, waitFor } from '../audit-file/harness.ts';
@@ -29,7 +31,21 @@ interface Running {
   port: number;
 }
 
-async function start(opts: { maxBytes: string; hook: Record<string, unknown>; files?: Record<string, unknown>; whenFull?: string }): Promise<Running> {
+/** A processor the test holds: records pass only when `release` is called (a slow enrichment). */
+function heldProcessor(): { plugin: ProcessorPlugin; release: () => void; waiting: () => number } {
+  const waiters: Array<() => void> = [];
+  const schema = z.strictObject({});
+  const plugin: ProcessorPlugin<typeof schema> = {
+    kind: 'processor',
+    type: 'held',
+    description: 'test processor',
+    schema,
+    create: () => ({ process: (records) => new Promise((resolve) => waiters.push(() => resolve(records))) }),
+  };
+  return { plugin: plugin as unknown as ProcessorPlugin, release: () => void waiters.splice(0).forEach((w) => w()), waiting: () => waiters.length };
+}
+
+async function start(opts: { maxBytes: string; hook: Record<string, unknown>; files?: Record<string, unknown>; whenFull?: string; held?: ProcessorPlugin }): Promise<Running> {
   const dir = tmpDir();
   makeCerts(dir);
   const gate = new Gate();
@@ -49,10 +65,11 @@ async function start(opts: { maxBytes: string; hook: Record<string, unknown>; fi
     'inputs:',
     `  hook: ${JSON.stringify(hook)}`,
     ...(opts.files ? [`  files: ${JSON.stringify({ type: 'audit_file', ...opts.files })}`] : []),
+    ...(opts.held ? ['processors:', '  slow: { type: held }'] : []),
     'outputs:',
     '  g: { type: gated, gate: a, retry: { initial_backoff: 5ms, max_backoff: 20ms } }',
   ].join('\n');
-  const cfg = loadConfigText(text, 'test.yaml', { extraPlugins: [gatedOutputPlugin({ a: gate })] });
+  const cfg = loadConfigText(text, 'test.yaml', { extraPlugins: [gatedOutputPlugin({ a: gate }), ...(opts.held ? [opts.held] : [])] });
   const lines: string[] = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
   const metrics = createMetrics();
@@ -189,5 +206,27 @@ describe('audit_webhook backpressure', () => {
     const want = new Set(range(0, 30).map(idOf));
     await waitFor(() => new Set(r.gate.delivered).size === want.size, 15_000, 'all 30 events delivered');
     expect(new Set(r.gate.delivered)).toEqual(want);
+  }, 60_000);
+
+  it('a commit kept past request_timeout is answered 503 and keeps its max_concurrent_requests slot until it settles', async () => {
+    const held = heldProcessor();
+    const r = await start({ maxBytes: '16MiB', hook: { request_timeout: '500ms', max_concurrent_requests: 1 }, held: held.plugin });
+    r.gate.set('open');
+    const c = { port: r.port, dir: r.dir };
+    const slow = await post(c, eventList(range(0, 5).map((s) => event(s))));
+    expect(slow.status).toBe(503);
+    expect(held.waiting()).toBe(1);
+    // Its commit still runs: one more request would hold a second copy in memory, so it is refused.
+    expect((await post(c, eventList(range(5, 5).map((s) => event(s))))).status).toBe(429);
+    expect(await value(r.metrics, 'ktrail_audit_webhook_batches_at_risk_total', { reason: 'too_many_requests' })).toBe(1);
+    held.release();
+    await waitFor(() => new Set(r.gate.delivered).size === 5, 15_000, 'the late commit delivered');
+    // The slot is free again once it settled.
+    const next = post(c, eventList(range(5, 5).map((s) => event(s))));
+    await waitFor(() => held.waiting() === 1, 5000, 'the next request at the processor');
+    held.release();
+    // Taken, not refused (a 503 here would only mean this machine took longer than request_timeout to release it).
+    expect([200, 503]).toContain((await next).status);
+    expect(new Set(r.gate.delivered)).toEqual(new Set(range(0, 10).map(idOf)));
   }, 60_000);
 });
