@@ -3,6 +3,7 @@
  * reference measured in the same run on the same machine, so the figure to
  * read is the ratio, not the absolute number.
  */
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,4 +68,20 @@ export function header(title: string): void {
 export function tmpFile(prefix: string): string {
   const dir = fs.mkdtempSync(`/tmp/ktrail-bench-${prefix}-`);
   return dir;
+}
+
+/**
+ * The URL a bench server child prints once it listens: the first stdout line
+ * starting with `{`, as `{"url": ...}`. Rejects if the child exits first.
+ */
+export function childUrl(proc: ChildProcess, what: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve((JSON.parse(line) as { url: string }).url);
+    });
+    proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
+  });
 }

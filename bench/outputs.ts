@@ -13,7 +13,7 @@ import { createMetrics } from '../src/telemetry/metrics.ts';
 import { auditLines } from '../test/generators/audit-gen.ts';
 import { FakeHec } from '../test/helpers/splunk-hec-server.ts';
 import { startS3Server } from '../test/helpers/s3-server.ts';
-import { header, measure, MiB, row, scale, tmpFile, type Measurement } from './lib.ts';
+import { childUrl, header, measure, MiB, row, scale, tmpFile, type Measurement } from './lib.ts';
 
 /**
  * Outputs end to end: realistic audit lines go input → spool → shared sender
@@ -97,26 +97,14 @@ async function runAgent(lines: readonly string[], outputYaml: string): Promise<v
  * document in memory, which would make the figure measure the mock, not the agent.
  */
 async function startEsChild(): Promise<{ url: string; proc: ChildProcess }> {
-  const script = `
-import http from 'node:http';
-import zlib from 'node:zlib';
-const server = http.createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    let body = Buffer.concat(chunks);
-    if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+  const script = gunzippingServer(`
     let lines = 0;
     for (let i = body.indexOf(10); i !== -1; i = body.indexOf(10, i + 1)) lines++;
     const items = Math.floor(lines / 2);
     const item = '{"create":{"status":201}}';
     const out = '{"took":1,"errors":false,"items":[' + Array(items).fill(item).join(',') + ']}';
     res.writeHead(200, { 'content-type': 'application/json' }).end(out);
-  });
-});
-server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ url: 'http://127.0.0.1:' + server.address().port }) + '\\n'));
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();`;
+`);
   return childServer(script, 'bulk endpoint');
 }
 
@@ -127,7 +115,20 @@ process.stdin.resume();`;
  * test/outputs/otlp-http.test.ts; here it would only measure the receiver.
  */
 async function startOtlpChild(): Promise<{ url: string; proc: ChildProcess }> {
-  const script = `
+  const script = gunzippingServer(`
+    res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' }).end();
+`);
+  return childServer(script, 'OTLP receiver');
+}
+
+/**
+ * An ES module for childServer: an HTTP server on 127.0.0.1 port 0 that
+ * gathers each request's body into `body` (gunzipped if sent gzip) and runs
+ * `onBody` (script text using `req`, `res`, `body`) to answer it; it
+ * prints its URL and exits when stdin closes.
+ */
+function gunzippingServer(onBody: string): string {
+  return `
 import http from 'node:http';
 import zlib from 'node:zlib';
 const server = http.createServer((req, res) => {
@@ -136,27 +137,18 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     let body = Buffer.concat(chunks);
     if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
-    res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' }).end();
+${onBody}
   });
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ url: 'http://127.0.0.1:' + server.address().port }) + '\\n'));
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();`;
-  return childServer(script, 'OTLP receiver');
 }
 
 /** Run `script` (an ES module printing `{"url": ...}` once it listens) in a child Node. */
 async function childServer(script: string, what: string): Promise<{ url: string; proc: ChildProcess }> {
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    proc.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
-  });
+  const url = await childUrl(proc, what);
   return { url, proc };
 }
 

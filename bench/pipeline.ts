@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { auditLines } from '../test/generators/audit-gen.ts';
 import { metadataLines, metadataTemplate, uuidOf, writeStream } from './audit-file.ts';
 import type { PipelineResult, PipelineSpec, SinkKind } from './pipeline-child.ts';
-import { childEnv, header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
+import { childEnv, childUrl, header, MiB, row, scale, SHIPPED_V8_FLAGS, tmpFile, type Measurement } from './lib.ts';
 
 /**
  * The rows of issue #19, end to end with the shipped defaults (the V8 flags
@@ -44,15 +44,7 @@ interface Sink {
 
 async function startSink(kind: SinkKind): Promise<Sink> {
   const proc = spawn(process.execPath, [path.join(here, 'sink-child.ts'), kind === 'http' ? 'ndjson' : 'bulk'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve((JSON.parse(line) as { url: string }).url);
-    });
-    proc.once('exit', (code) => reject(new Error(`sink exited with ${code}`)));
-  });
+  const url = await childUrl(proc, 'sink');
   return {
     url,
     proc,

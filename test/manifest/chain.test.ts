@@ -13,6 +13,7 @@ import { Agent } from '../../src/pipeline/agent.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
+import { dropTensPipelineYaml } from './support.ts';
 
 /**
  * The local completeness chain: one entry per spool batch, written in the
@@ -37,14 +38,7 @@ async function runAgent(): Promise<{ dir: string; stateDir: string; out: string 
   const yaml = `
 service: { state_dir: ${dir}/state, metrics: { enabled: false } }
 manifest: { enabled: true, hmac_key_file: ${dir}/hmac.key, audit_policy_file: ${dir}/policy.yaml }
-inputs:
-  src: { type: fake, total: 100, batch: 10 }
-processors:
-  drop-tens:
-    type: filter
-    rules: [{ name: tens, action: drop, when: { field: seq, in: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90] } }]
-outputs:
-  out: { type: file, path: ${out} }
+${dropTensPipelineYaml(out)}
 `;
   const cfg = loadConfigText(yaml, 'test.yaml', { extraPlugins: [fakeInputPlugin()] });
   const agent = new Agent(cfg, { log: createLogger('silent'), metrics: createMetrics() });

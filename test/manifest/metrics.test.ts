@@ -8,6 +8,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { fakeInputPlugin } from '../support/fake-input.ts';
 import { Gate, gatedOutputPlugin } from '../support/gated-output.ts';
+import { dropTensPipelineYaml } from './support.ts';
 
 /**
  * The chain's and the seals' series move with what happens: entries by kind,
@@ -45,14 +46,7 @@ describe('manifest metrics', () => {
     const yaml = `
 service: { state_dir: ${dir}/state, metrics: { enabled: false } }
 manifest: { enabled: true, seal_interval: 1s }
-inputs:
-  src: { type: fake, total: 100, batch: 10 }
-processors:
-  drop-tens:
-    type: filter
-    rules: [{ name: tens, action: drop, when: { field: seq, in: [0, 10, 20, 30, 40, 50, 60, 70, 80, 90] } }]
-outputs:
-  out: { type: file, path: ${out} }
+${dropTensPipelineYaml(out)}
   stuck: { type: gated, gate: g }
 `;
     const cfg = loadConfigText(yaml, 'test.yaml', { extraPlugins: [fakeInputPlugin(), gatedOutputPlugin({ g: gate })] });

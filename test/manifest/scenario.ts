@@ -172,3 +172,21 @@ export function escapeRe(s: string): string {
 
 /** A manifest record's own seq, from its first bytes. */
 export const MANIFEST_SEQ_RE = (seq: number) => new RegExp(`^\\{"ktrail_manifest":\\{"version":1,"output":"sink","node":"[^"]*","seq":${seq},`);
+
+/**
+ * The intact run's verify report: nothing on stderr, `result: OK`, exit 0,
+ * exactly one gap (the backup deleted unread, with its size), and every
+ * expected record present and unchanged. Returns the gap lines and the
+ * "N of M record(s)" match for callers that check more.
+ */
+export function expectOnlyTheDeletedGap(good: { status: number | null; stdout: string; stderr: string }, sc: Scenario): { gaps: string[]; covered: RegExpExecArray } {
+  expect(good.stderr).toBe('');
+  expect(good.stdout).toContain('result: OK');
+  expect(good.status).toBe(0);
+  const gaps = gapLines(good.stdout);
+  expect(gaps).toHaveLength(1);
+  expect(gaps[0]).toContain(`deleted, 1 file(s), ${sc.deleted.bytes} byte(s)`);
+  const covered = /(\d+) of (\d+) record\(s\) present and unchanged/.exec(good.stdout)!;
+  expect(Number(covered[1])).toBe(sc.expectedIds.length);
+  return { gaps, covered };
+}

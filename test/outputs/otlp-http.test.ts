@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SpooledRecord } from '../../src/pipeline/record.ts';
 import { ktrail } from '../cli/check-support.ts';
 import { FakeOtlpReceiver, type DecodedLog } from '../helpers/otlp-server.ts';
-import { auditId, ChildAgent, line } from '../inputs/audit-file/harness.ts';
-import { counterValue, deadLetters, makeAgent, makeRecords, outbound, startOutput, tempDir, until } from './support/harness.ts';
+import { auditId } from '../inputs/audit-file/harness.ts';
+import { auditFileConfig, counterValue, deadLetters, makeAgent, makeRecords, outbound, sigkillRestarts, startChild, startOutput, tempDir, until } from './support/harness.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -374,31 +374,16 @@ describe('otlp_http output: secrets and restarts', () => {
     const fromEnv = `KTRAILSECRETenv${Math.random().toString(36).slice(2, 10)}`;
     const fromFile = `KTRAILSECRETfile${Math.random().toString(36).slice(2, 10)}`;
     fs.writeFileSync(path.join(dir, 'token'), fromFile);
-    fs.mkdirSync(path.join(dir, 'audit'));
-    fs.writeFileSync(path.join(dir, 'audit', 'audit.log'), Array.from({ length: 20 }, (_, i) => `${line(i)}\n`).join(''));
     // The receiver refuses and quotes the request's headers in its message.
     s.always = { status: 400, message: 'refused' };
-    const cfg = path.join(dir, 'ktrail.yaml');
-    fs.writeFileSync(
-      cfg,
-      [
-        'service:',
-        `  state_dir: ${path.join(dir, 'state')}`,
-        '  metrics: { enabled: false }',
-        'inputs:',
-        `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(dir, 'audit', 'audit*.log*'))}] }`,
-        'outputs:',
-        `  otel: { type: otlp_http, endpoint: ${JSON.stringify(s.url)}, headers: { X-Tenant-Token: "\${OTLP_TOKEN}", Api-Secret: { file: ${JSON.stringify(path.join(dir, 'token'))} } }, batch: { flush_interval: 20ms } }`,
-      ].join('\n'),
-    );
+    const cfg = auditFileConfig(dir, 20, `otel: { type: otlp_http, endpoint: ${JSON.stringify(s.url)}, headers: { X-Tenant-Token: "\${OTLP_TOKEN}", Api-Secret: { file: ${JSON.stringify(path.join(dir, 'token'))} } }, batch: { flush_interval: 20ms } }`);
     const env = { ...process.env, OTLP_TOKEN: fromEnv };
     const check = execFileSync(process.execPath, [path.join(REPO, 'bin/ktrail.js'), 'check', '-c', cfg], { env, encoding: 'utf8' });
     expect(check).toContain(': valid (');
     s.echoHeaders = true;
     process.env.OTLP_TOKEN = fromEnv;
     cleanups.push(() => delete process.env.OTLP_TOKEN);
-    const a = new ChildAgent(cfg);
-    cleanups.push(() => a.kill('SIGKILL'));
+    const a = startChild(cleanups, cfg);
     const deadCount = () => {
       try {
         return deadLetters(path.join(dir, 'state')).length;
@@ -428,34 +413,10 @@ describe('otlp_http output: secrets and restarts', () => {
     s.always = { delayMs: 300 };
     const dir = tempDir(cleanups);
     const total = 4000;
-    fs.mkdirSync(path.join(dir, 'audit'));
-    fs.writeFileSync(path.join(dir, 'audit', 'audit.log'), Array.from({ length: total }, (_, i) => `${line(i)}\n`).join(''));
-    const cfg = path.join(dir, 'ktrail.yaml');
-    fs.writeFileSync(
-      cfg,
-      [
-        'service:',
-        `  state_dir: ${path.join(dir, 'state')}`,
-        '  metrics: { enabled: false }',
-        'inputs:',
-        `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(dir, 'audit', 'audit*.log*'))}] }`,
-        'outputs:',
-        `  otel: { type: otlp_http, endpoint: ${JSON.stringify(s.url)}, batch: { max_records: 100, flush_interval: 50ms } }`,
-      ].join('\n'),
-    );
-    const run = () => {
-      const a = new ChildAgent(cfg);
-      cleanups.push(() => a.kill('SIGKILL'));
-      return a;
-    };
-    for (let k = 0; k < 4; k++) {
-      const a = run();
-      await until(() => s.requests.length > k * 6 + 3, 15_000, 'requests in flight');
-      a.kill('SIGKILL');
-      await a.exited;
-    }
+    const cfg = auditFileConfig(dir, total, `otel: { type: otlp_http, endpoint: ${JSON.stringify(s.url)}, batch: { max_records: 100, flush_interval: 50ms } }`);
+    await sigkillRestarts(cleanups, cfg, 4, (k) => s.requests.length > k * 6 + 3);
     s.always = undefined;
-    const last = run();
+    const last = startChild(cleanups, cfg);
     const want = Array.from({ length: total }, (_, i) => `${auditId(i)}:ResponseComplete`);
     await until(() => new Set(s.ids()).size >= total, 30_000, 'every record received');
     last.kill('SIGTERM');

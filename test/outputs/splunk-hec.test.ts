@@ -4,8 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { eventTimeSeconds } from '../../src/outputs/splunk-hec/splunk-hec.ts';
 import type { Output } from '../../src/plugin.ts';
 import { FakeHec } from '../helpers/splunk-hec-server.ts';
-import { auditId, ChildAgent, line } from '../inputs/audit-file/harness.ts';
-import { counterValue, deadLetters, makeAgent, makeRecords, outbound, startOutput, tempDir, until } from './support/harness.ts';
+import { auditId } from '../inputs/audit-file/harness.ts';
+import { auditFileConfig, counterValue, deadLetters, makeAgent, makeRecords, outbound, sigkillRestarts, startChild, startOutput, tempDir, until } from './support/harness.ts';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -127,33 +127,9 @@ describe('splunk_hec output', () => {
     s.ackDelayMs = 150;
     const dir = tempDir(cleanups);
     const total = 4000;
-    fs.mkdirSync(path.join(dir, 'audit'));
-    fs.writeFileSync(path.join(dir, 'audit', 'audit.log'), Array.from({ length: total }, (_, i) => `${line(i)}\n`).join(''));
-    const cfg = path.join(dir, 'ktrail.yaml');
-    fs.writeFileSync(
-      cfg,
-      [
-        'service:',
-        `  state_dir: ${path.join(dir, 'state')}`,
-        '  metrics: { enabled: false }',
-        'inputs:',
-        `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(dir, 'audit', 'audit*.log*'))}] }`,
-        'outputs:',
-        `  splunk: { type: splunk_hec, url: ${JSON.stringify(s.url)}, token: { file: ${JSON.stringify(tokenFile(dir, s.token))} }, ack: { poll_interval: 20ms }, batch: { max_records: 100, flush_interval: 50ms } }`,
-      ].join('\n'),
-    );
-    const run = () => {
-      const a = new ChildAgent(cfg);
-      cleanups.push(() => a.kill('SIGKILL'));
-      return a;
-    };
-    for (let k = 0; k < 4; k++) {
-      const a = run();
-      await until(() => s.eventRequests > k * 6 + 3, 15_000, 'requests in flight');
-      a.kill('SIGKILL');
-      await a.exited;
-    }
-    const last = run();
+    const cfg = auditFileConfig(dir, total, `splunk: { type: splunk_hec, url: ${JSON.stringify(s.url)}, token: { file: ${JSON.stringify(tokenFile(dir, s.token))} }, ack: { poll_interval: 20ms }, batch: { max_records: 100, flush_interval: 50ms } }`);
+    await sigkillRestarts(cleanups, cfg, 4, (k) => s.eventRequests > k * 6 + 3);
+    const last = startChild(cleanups, cfg);
     const want = Array.from({ length: total }, (_, i) => `${auditId(i)}:ResponseComplete`);
     await until(() => new Set(s.indexed.map((e) => e.fields?.ktrail_id)).size >= total, 30_000, 'every record indexed');
     last.kill('SIGTERM');

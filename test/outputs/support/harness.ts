@@ -13,6 +13,7 @@ import { Spool } from '../../../src/spool/spool.ts';
 import { createLogger } from '../../../src/telemetry/logger.ts';
 import { ComponentTelemetry, createMetrics, type Metrics } from '../../../src/telemetry/metrics.ts';
 import { fakeInputPlugin } from '../../support/fake-input.ts';
+import { ChildAgent, line } from '../../inputs/audit-file/harness.ts';
 
 /** Shared pieces of the output tests: temp dirs, a context for calling send() directly, agents, an HTTP sink. */
 
@@ -220,5 +221,50 @@ export class HttpSink {
     rec.status = r.status;
     res.writeHead(r.status, r.headers ?? {});
     res.end(r.body ?? '');
+  }
+}
+
+/**
+ * A config for the agent as a child process in `dir`: an audit_file input over
+ * `lines` audit lines (written to dir/audit/audit.log, ids `auditId(i)`) and
+ * the one output given by its YAML (`name: { type: … }`). Returns its path.
+ */
+export function auditFileConfig(dir: string, lines: number, outputYaml: string): string {
+  fs.mkdirSync(path.join(dir, 'audit'));
+  fs.writeFileSync(path.join(dir, 'audit', 'audit.log'), Array.from({ length: lines }, (_, i) => `${line(i)}\n`).join(''));
+  const cfg = path.join(dir, 'ktrail.yaml');
+  fs.writeFileSync(
+    cfg,
+    [
+      'service:',
+      `  state_dir: ${path.join(dir, 'state')}`,
+      '  metrics: { enabled: false }',
+      'inputs:',
+      `  audit: { type: audit_file, paths: [${JSON.stringify(path.join(dir, 'audit', 'audit*.log*'))}] }`,
+      'outputs:',
+      `  ${outputYaml}`,
+    ].join('\n'),
+  );
+  return cfg;
+}
+
+/** The agent started as a child process on `cfg`; SIGKILLed at cleanup if still running. */
+export function startChild(cleanups: Array<() => unknown>, cfg: string): ChildAgent {
+  const a = new ChildAgent(cfg);
+  cleanups.push(() => a.kill('SIGKILL'));
+  return a;
+}
+
+/**
+ * Crash loop: `kills` times, start the agent on `cfg`, wait until
+ * `inFlight(k)` says the k-th run has requests outstanding, SIGKILL it and
+ * wait for it to die. The next run resumes from the same state directory.
+ */
+export async function sigkillRestarts(cleanups: Array<() => unknown>, cfg: string, kills: number, inFlight: (k: number) => boolean): Promise<void> {
+  for (let k = 0; k < kills; k++) {
+    const a = startChild(cleanups, cfg);
+    await until(() => inFlight(k), 15_000, 'requests in flight');
+    a.kill('SIGKILL');
+    await a.exited;
   }
 }
